@@ -1,0 +1,58 @@
+# vxvdex: `make test` and `make demo` work on a fresh Debian 12 machine as
+# root; each installs what it needs (apt packages, a virtualenv), idempotently.
+
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tcpdump \
+	gcc make libpam0g-dev pamtester openssh-server openssh-client util-linux procps
+PYTEST ?= $(VPY) -m pytest
+
+.PHONY: all deps apt venv lint test test-unit test-netns test-kernel demo bench clean
+
+all: test
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check vxvdex tests bench/dataplane
+	$(VENV)/bin/mypy vxvdex
+
+test-unit: venv
+	$(PYTEST) -q tests/unit
+
+test-netns: deps
+	$(PYTEST) -q tests/netns
+
+test-kernel: deps
+	tests/kernel/run
+
+test: deps lint
+	$(PYTEST) tests/unit tests/netns
+	@left=$$(ip netns list | grep -c '^vxt' || true); \
+	if [ "$$left" != 0 ]; then echo "FAIL: $$left test namespaces left behind"; exit 1; fi
+
+demo: deps
+	$(VPY) tests/demo.py
+
+bench: deps
+	$(VPY) bench/dataplane
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Local bindings of AF_VXVDEX sockets: (VNI, address, port) of every bound
+ * socket on this host. The destination rule consults it for the group
+ * socket of a VNI and for the unicast sockets of other endpoints of the
+ * same VNI on this host (policy.c).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/jhash.h>
+#include <linux/random.h>
+#include <linux/rculist.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <net/ipv6.h>
+
+#include "af_vxvdex.h"
+
+#define VXVDEX_BIND_BITS	8
+
+struct vxvdex_binding {
+	struct hlist_node node;
+	struct rcu_head rcu;
+	struct vxvdex_key key;
+};
+
+static struct hlist_head vxvdex_bindings[1 << VXVDEX_BIND_BITS];
+static DEFINE_SPINLOCK(vxvdex_binding_lock);
+static u32 vxvdex_binding_seed;
+
+void vxvdex_binding_init(void)
+{
+	vxvdex_binding_seed = get_random_u32();
+}
+
+static struct hlist_head *vxvdex_binding_bucket(const struct vxvdex_key *key)
+{
+	u32 h = jhash_2words(key->vni, (__force u32)key->port,
+			     vxvdex_binding_seed);
+
+	return &vxvdex_bindings[h & ((1 << VXVDEX_BIND_BITS) - 1)];
+}
+
+/* Caller holds lock_sock() of vs. */
+int vxvdex_binding_add(struct vxvdex_sock *vs, const struct vxvdex_key *key)
+{
+	struct hlist_head *head = vxvdex_binding_bucket(key);
+	struct vxvdex_binding *b;
+
+	b = kmalloc(sizeof(*b), GFP_KERNEL);
+	if (unlikely(!b))
+		return -ENOMEM;
+	b->key = *key;
+	b->key.scope = 0;
+
+	spin_lock(&vxvdex_binding_lock);
+	hlist_add_head_rcu(&b->node, head);
+	spin_unlock(&vxvdex_binding_lock);
+	WRITE_ONCE(vs->binding, b);
+	return 0;
+}
+
+/* At release: nobody else uses the socket any more. */
+void vxvdex_binding_del(struct vxvdex_sock *vs)
+{
+	struct vxvdex_binding *b = vs->binding;
+
+	if (!b)
+		return;
+	spin_lock(&vxvdex_binding_lock);
+	hlist_del_rcu(&b->node);
+	spin_unlock(&vxvdex_binding_lock);
+	vs->binding = NULL;
+	kfree_rcu(b, rcu);
+}
+
+static bool vxvdex_binding_any(const struct vxvdex_key *k)
+{
+	if (k->family == AF_INET)
+		return k->addr.s6_addr32[3] == 0;
+	return ipv6_addr_any(&k->addr);
+}
+
+/*
+ * Is (key->addr, key->port) bound by a socket of key->vni? With
+ * wildcard_ok, a socket bound to the wildcard address counts too.
+ */
+bool vxvdex_bound(const struct vxvdex_key *key, bool wildcard_ok)
+{
+	const struct vxvdex_binding *b;
+	bool found = false;
+
+	rcu_read_lock();
+	hlist_for_each_entry_rcu(b, vxvdex_binding_bucket(key), node) {
+		if (b->key.vni != key->vni || b->key.port != key->port ||
+		    b->key.family != key->family)
+			continue;
+		if (ipv6_addr_equal(&b->key.addr, &key->addr) ||
+		    (wildcard_ok && vxvdex_binding_any(&b->key))) {
+			found = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return found;
+}
