@@ -107,13 +107,18 @@ class Lan:
             self.ip(h, "route", "add", "224.0.0.0/4", "dev", "eth0")
 
     # ---- processes ---------------------------------------------------------
-    def spawn(self, ns: str, *cmd: str, log: Path | None = None, **kw: object) -> subprocess.Popen:
-        """Start cmd inside ns; it is ended (by PID) when the LAN closes."""
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=out,  # type: ignore[call-overload]
-                                stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    def spawn(self, ns: str, *cmd: str, log: Path | None = None, capture: bool = False,
+              host_mounts: bool = False) -> subprocess.Popen:
+        """Start cmd inside ns; it is ended (by PID) when the LAN closes.
+        Its output goes to `log`, or to a text pipe (proc.stdout) with capture.
+        host_mounts: stay in the machine's mount namespace (nsenter instead of
+        `ip netns exec`), as a daemon that pins namespaces must."""
+        out = subprocess.PIPE if capture else open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        enter = ["nsenter", f"--net={NETNS_DIR / ns}", "--"] if host_mounts else ["ip", "netns", "exec", ns]
+        proc = subprocess.Popen([*enter, *cmd], stdout=out, text=capture,
+                                stderr=subprocess.STDOUT if log else None, start_new_session=True)
         if log:
-            out.close()
+            out.close()  # type: ignore[union-attr]
         self.procs.append(proc)
         return proc
 

@@ -124,6 +124,9 @@ class Endpoint:
         if mcast and addr[1] == self.t.port and self._is_local(addr[0]):
             self._drop("self", addr)
             return
+        if n == 0:  # an empty datagram: no slice to walk (and range() takes no step 0)
+            self._drop("short", addr)
+            return
         rx, rxv, hdr, add = self.rx, self.rxv, self.hdr, self.merger.add
         longest = self.max_frame + 8
         end = off + n

@@ -16,6 +16,7 @@ import socket
 import struct
 
 TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
 IFF_TAP = 0x0002
@@ -39,9 +40,10 @@ class TapError(OSError):
 class Tap:
     """An open tap queue with a 10-byte virtio-net header on every frame."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, fd: int | None = None) -> None:
+        """Attach to (or create) tap `name`, or adopt an already attached fd."""
         self.name = name
-        self.fd = _attach(name)
+        self.fd = attach(name) if fd is None else fd
 
     def fileno(self) -> int:
         return self.fd
@@ -55,7 +57,13 @@ class Tap:
         return interface_mtu(self.name)
 
 
-def _attach(name: str) -> int:
+def persist(fd: int, on: bool = True) -> None:
+    """Keep the tap when its last descriptor closes (an endpoint restarting)."""
+    fcntl.ioctl(fd, TUNSETPERSIST, int(on))
+
+
+def attach(name: str) -> int:
+    """Open a queue of tap `name` (creating it if needed): non-blocking, vnet header."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
     ifr = struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
     try:
@@ -89,9 +97,10 @@ def set_mtu(name: str, mtu: int) -> None:
     _ioctl(SIOCSIFMTU, _ifreq(name, struct.pack("i", mtu)))
 
 
-def set_up(name: str) -> None:
+def set_up(name: str, up: bool = True) -> None:
     flags = struct.unpack_from("H", _ioctl(SIOCGIFFLAGS, _ifreq(name)), 16)[0]
-    _ioctl(SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | IFF_UP)))
+    flags = flags | IFF_UP if up else flags & ~IFF_UP
+    _ioctl(SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags)))
 
 
 def set_mac(name: str, mac: bytes) -> None:

@@ -1,0 +1,201 @@
+"""/etc/vxvdex/vxvdex.yaml: one table of settings, checked with file and line.
+
+Every setting is declared once in SETTINGS (its path, default, checker and
+what it accepts); the loader walks the YAML node tree so that every refusal
+names the file, the line, the setting, what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PATH = Path("/etc/vxvdex/vxvdex.yaml")
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; str() is the one-line message with the fix."""
+
+
+Check = Callable[[Any], Any]
+
+
+def _enum(*allowed: str) -> Check:
+    def check(v: Any) -> Any:
+        if v not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return v
+    return check
+
+
+def _int(low: int, high: int) -> Check:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ValueError(f"an integer from {low} to {high}")
+        return v
+    return check
+
+
+def _groups(v: Any) -> Any:
+    if not isinstance(v, list) or not v or not all(isinstance(g, (str, int)) and not isinstance(g, bool)
+                                                   for g in v):
+        raise ValueError("a non-empty list of group names or gids, e.g. [vxvdex]")
+    return [str(g) for g in v]
+
+
+def _extra(v: Any) -> Any:
+    if not isinstance(v, list) or not all(isinstance(g, (str, int)) and not isinstance(g, bool) for g in v):
+        raise ValueError("a list of group names or gids (one more tap for each the user is in)")
+    return [str(g) for g in v]
+
+
+def _name(v: Any) -> Any:
+    if not isinstance(v, str) or not NAME_RE.match(v):
+        raise ValueError("a user or group name (lowercase letters, digits, _ . -)")
+    return v
+
+
+def _ifname(v: Any) -> Any:
+    if not isinstance(v, str) or not IFNAME_RE.match(v):
+        raise ValueError("an interface name of 1-15 letters, digits, _ . -")
+    return v
+
+
+def _opt_ifname(v: Any) -> Any:
+    return None if v is None else _ifname(v)
+
+
+def _mtu(v: Any) -> Any:
+    return "auto" if v == "auto" else _int(576, 65535)(v)
+
+
+def _prefix(v: Any) -> Any:
+    try:
+        addr = ipaddress.ip_address(str(v))
+    except ValueError:
+        raise ValueError("a multicast address such as 239.0.0.0 or ff05:56de::") from None
+    if not addr.is_multicast:
+        raise ValueError("a multicast address such as 239.0.0.0 or ff05:56de::")
+    return addr
+
+
+def _template(v: Any) -> Any:
+    if not isinstance(v, str) or "{user}" not in v or not re.fullmatch(r"[A-Za-z0-9_.{}-]+", v):
+        raise ValueError("a name containing {user} (and optionally {session}), e.g. vxvdex-{user}")
+    return v
+
+
+def _path(v: Any) -> Any:
+    if not isinstance(v, str) or not v.startswith("/"):
+        raise ValueError("an absolute path")
+    return Path(v)
+
+
+def _remove_after(v: Any) -> Any:
+    return None if v is None else _int(0, 86400 * 30)(v)
+
+
+@dataclass(frozen=True)
+class Setting:
+    path: str
+    default: Any
+    check: Check
+    doc: str
+
+
+SETTINGS = [
+    Setting("managed_groups", ["vxvdex"], _groups, "members of any of these groups get a namespace"),
+    Setting("scope", "user", _enum("user", "session"), "one namespace per user, or one per session"),
+    Setting("netns_name", "vxvdex-{user}", _template, "the name under /run/netns"),
+    Setting("interface.name", "vde0", _ifname, "the tap inside the namespace"),
+    Setting("interface.mtu", "auto", _mtu, "auto = underlay MTU minus 50"),
+    Setting("network.port", 14789, _int(1, 65535), "UDP port of the groups"),
+    Setting("network.ip_version", 4, _int(4, 6), "4 or 6 for the underlay"),
+    Setting("network.group_prefix", None, lambda v: None if v is None else _prefix(v),
+            "group address whose last 3 bytes become the gid"),
+    Setting("network.uplink", None, _opt_ifname, "interface for multicast, null = routing"),
+    Setting("network.ttl", 1, _int(1, 255), "multicast TTL"),
+    Setting("extra_networks", [], _extra, "supplementary groups that get one more tap each"),
+    Setting("after_logout", "keep", _enum("keep", "remove"), "what to do once no process is left"),
+    Setting("remove_after", 60, _remove_after, "seconds to wait before removing"),
+    Setting("run_dir", "/run/vxvdex", _path, "control socket and state"),
+    Setting("endpoint_user", "vxvdex-endpoint", _name, "unprivileged system user of endpoints"),
+    Setting("log_level", "info", _enum("debug", "info", "warning", "error"), "daemon log level"),
+]
+_BY_PATH = {s.path: s for s in SETTINGS}
+
+
+@dataclass
+class Config:
+    values: dict[str, Any] = field(default_factory=lambda: {s.path: s.default for s in SETTINGS})
+    source: str = "(defaults)"
+
+    def __getitem__(self, path: str) -> Any:
+        return self.values[path]
+
+    def netns_name(self, user: str, session: str = "") -> str:
+        name: str = self["netns_name"].format(user=user, session=session)
+        if self["scope"] == "session" and "{session}" not in self["netns_name"]:
+            name = f"{name}-{session}"
+        return name
+
+
+def _flatten(node: yaml.Node, prefix: str, out: dict[str, yaml.Node], path: Path) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: expected a mapping of settings")
+    for key, value in node.value:
+        name = f"{prefix}{key.value}"
+        if isinstance(value, yaml.MappingNode) and any(s.startswith(name + ".") for s in _BY_PATH):
+            _flatten(value, name + ".", out, path)
+        else:
+            out[name] = value
+
+
+def _unknown(name: str) -> str:
+    close = [s for s in _BY_PATH if s.split(".")[-1] == name.split(".")[-1] or s.startswith(name)]
+    return f"did you mean {close[0]}?" if close else "see the comments in the shipped file"
+
+
+def parse(text: str, path: Path) -> Config:
+    """Parse and check a configuration text; raise ConfigError naming file and line."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    cfg = Config(source=str(path))
+    if root is None:
+        return cfg
+    nodes: dict[str, yaml.Node] = {}
+    _flatten(root, "", nodes, path)
+    for name, node in nodes.items():
+        where = f"{path}:{node.start_mark.line + 1}"
+        setting = _BY_PATH.get(name)
+        if setting is None:
+            raise ConfigError(f"{where}: unknown setting '{name}' ({_unknown(name)})")
+        value = yaml.safe_load(yaml.serialize(node))
+        try:
+            cfg.values[name] = setting.check(value)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {name}: {value!r} is not allowed; expected {err}") from None
+    return cfg
+
+
+def load(path: Path = DEFAULT_PATH) -> Config:
+    """Load the file at path (defaults if it does not exist)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Config(source=f"{path} (missing: defaults)")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    return parse(text, path)

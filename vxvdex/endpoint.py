@@ -1,0 +1,109 @@
+"""An endpoint process of the daemon: one user's tap onto one VLAN.
+
+Started (forked by the zygote) as root with the tap already open. It opens
+its sockets with egid = the user's gid, so that with AF_VXVDEX the kernel
+pins them to that VLAN, then drops every privilege for good: supplementary
+groups, gid and uid of the unprivileged endpoint user (never the login user,
+who therefore can neither signal nor ptrace it) and no_new_privs. Only then
+does it read a single frame.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import url as urlmod
+from .forwarder import Endpoint
+from .tap import Tap
+from .transport import open_transport
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
+log = logging.getLogger("vxvdex.endpoint")
+
+
+@dataclass
+class Spec:
+    """Everything an endpoint needs, sent by the daemon as JSON."""
+
+    user: str
+    ifname: str
+    url: str
+    vlan_gid: int
+    run_uid: int
+    run_gid: int
+    mtu: int
+    status: str
+    transport: str = "auto"
+
+    def dumps(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Spec:
+        return cls(**json.loads(raw))
+
+
+def set_name(name: str) -> None:
+    """What ps and top show (else every endpoint looks like the zygote)."""
+    ctypes.CDLL(None).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """setgroups, setgid, setuid to the endpoint user, and no_new_privs."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if os.getuid() == 0 or os.geteuid() == 0 or os.getegid() != gid:
+        raise PermissionError("privileges were not dropped")
+
+
+def open_sockets(spec: Spec, url: urlmod.VxvdeUrl):  # type: ignore[no-untyped-def]
+    """Sockets created while our egid is the user's gid: AF_VXVDEX keys on it."""
+    os.setegid(spec.vlan_gid)
+    try:
+        return open_transport(url, spec.transport)
+    finally:
+        os.setegid(0)
+
+
+def write_status(path: Path, status: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(status))
+    tmp.replace(path)
+
+
+def run(spec: Spec, tap_fd: int) -> int:
+    """The endpoint's life; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"vxvdex-endpoint[{os.getpid()}] {spec.user}/{spec.ifname}: %(message)s")
+    set_name(f"vxep:{spec.user}")
+    url = urlmod.parse(spec.url)
+    transport = open_sockets(spec, url)
+    drop_privileges(spec.run_uid, spec.run_gid)
+    tap = Tap(spec.ifname, fd=tap_fd)
+    endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime, max_frame=spec.mtu + 18)
+    status_path = Path(spec.status)
+    base = {"user": spec.user, "ifname": spec.ifname, "vlan_gid": spec.vlan_gid, "pid": os.getpid()}
+    endpoint.on_tick = lambda: write_status(status_path, {**base, **endpoint.status()})
+    endpoint.on_tick()
+    signal.signal(signal.SIGTERM, lambda *_: endpoint.stop())
+    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    log.info("forwarding %s to %s via %s (pid %d, uid %d)", spec.ifname, url, transport.kind,
+             os.getpid(), os.getuid())
+    try:
+        endpoint.run(rfd)
+    finally:
+        endpoint.leave()
+    return 0

@@ -1,0 +1,122 @@
+"""vxvdex-session: look at and repair vxvdex sessions (users and admins)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import sys
+from pathlib import Path
+
+from . import __version__, config, control, netns
+from .control import Answer, DaemonUnavailable
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_UNMANAGED, EXIT_DENIED, EXIT_NONE = 0, 1, 2, 3, 4, 5, 6
+
+EPILOG = """\
+commands:
+  status [USER]         your namespace (root: USER's): interfaces, VLAN gid, group,
+                        learned peers, counters, endpoint health
+  list                  every provisioned user on this host (root)
+  reprovision [USER]    repair: re-pin the namespace, re-create taps, restart endpoints
+  up [USER], down [USER]
+                        bring the taps of the namespace up or down
+  exec USER -- CMD...   run CMD inside USER's namespace (root; like `ip netns exec`)
+
+exit status:
+  0 ok, 1 the daemon reported an error, 2 bad usage, 3 vxvdexd is not running,
+  4 the user is not managed by vxvdex, 5 permission denied, 6 no namespace yet
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vxvdex-session", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Inspect and repair vxvdex sessions (see vxvdex-session(1)).")
+    p.add_argument("--config", type=Path, default=config.DEFAULT_PATH,
+                   help="where the run directory is configured (default: %(default)s)")
+    p.add_argument("--run-dir", type=Path, help="talk to the daemon of this run directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output of read commands")
+    p.add_argument("--version", action="version", version=f"vxvdex-session {__version__}")
+    p.add_argument("command", choices=("status", "list", "reprovision", "up", "down", "exec"))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="USER, or for exec: USER -- CMD...")
+    return p.parse_args(argv)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"vxvdex-session: {message}", file=sys.stderr)
+    return code
+
+
+def exit_code(answer: Answer) -> int:
+    if answer.status == "unmanaged":
+        return EXIT_UNMANAGED
+    return {"EPERM": EXIT_DENIED, "ENOENT": EXIT_NONE}.get(answer.code, EXIT_FAIL)
+
+
+def show_status(s: dict) -> None:
+    print(f"user {s['user']} (uid {s['uid']}, gid {s['gid']}): namespace {s['netns']}"
+          f"{'' if s['pinned'] else ' (NOT PINNED: run reprovision)'}, "
+          f"sessions {', '.join(s['sessions']) or 'none'}")
+    for p in s["ports"]:
+        ep = p["endpoint"]
+        health = "running" if p["endpoint_alive"] else "DOWN"
+        print(f"  {p['ifname']}: VLAN gid {p['vlan_gid']}, mac {p['mac']}, mtu {p['mtu']}")
+        print(f"    {p['url']}")
+        print(f"    endpoint pid {p['endpoint_pid']} {health}, restarts {p['restarts']}, "
+              f"transport {ep.get('transport', '?')}, unicast port {ep.get('unicast_port', '?')}")
+        c = ep.get("counters", {})
+        if c:
+            drops = sum(c.get("drops", {}).values())
+            print(f"    rx {c['rx_frames']} frames {c['rx_bytes']} B, tx {c['tx_frames']} frames "
+                  f"{c['tx_bytes']} B, dropped {drops}")
+        for peer in ep.get("peers", []):
+            print(f"    peer {peer['mac']} at {peer['address']} port {peer['port']} ({peer['age']} s ago)")
+
+
+def run_exec(run_dir: Path, args: list[str]) -> int:
+    if os.geteuid() != 0:
+        return fail("exec needs root (it enters another user's namespace)", EXIT_DENIED)
+    if len(args) < 3 or args[1] != "--":
+        return fail("usage: vxvdex-session exec USER -- CMD...", EXIT_USAGE)
+    answer = control.ask(run_dir, f"status {args[0]}")
+    if answer.status != "ok":
+        return fail(answer.text, exit_code(answer))
+    name = answer.json()["netns"]  # type: ignore[index]
+    os.execvp("nsenter", ["nsenter", f"--net={netns.path_of(name)}", "--", *args[2:]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run_dir = a.run_dir or config.load(a.config)["run_dir"]
+    except config.ConfigError as err:
+        return fail(str(err), EXIT_USAGE)
+    try:
+        if a.command == "exec":
+            return run_exec(run_dir, a.args)
+        if len(a.args) > (0 if a.command == "list" else 1):
+            return fail(f"{a.command} takes {'no' if a.command == 'list' else 'at most one'} argument",
+                        EXIT_USAGE)
+        answer = control.ask(run_dir, " ".join([a.command, *a.args]))
+    except DaemonUnavailable as err:
+        return fail(str(err.args[-1]), EXIT_NO_DAEMON)
+    if answer.status != "ok":
+        who = a.args[0] if a.args else pwd.getpwuid(os.getuid()).pw_name
+        hint = {"unmanaged": f"{who} is not managed by vxvdex (not in a managed group)"}.get(answer.status)
+        return fail(hint or answer.text, exit_code(answer))
+    if a.command in ("status", "list"):
+        data = answer.json()
+        if a.json:
+            print(json.dumps(data, indent=1))
+        else:
+            for s in data if isinstance(data, list) else [data]:
+                show_status(s)
+    else:
+        print(f"{a.command}: done")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
