@@ -166,7 +166,8 @@ class Lan:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         self.procs.clear()
-        for ns in reversed(self.namespaces):
+        # Ours, and those that daemons of this run named with our prefix.
+        for ns in [*reversed(self.namespaces), *leftovers(self.prefix + "-")]:
             _kill_ns_pids(ns)
             sh("ip", "netns", "del", ns, check=False)
         self.namespaces.clear()

@@ -135,7 +135,7 @@ _BY_PATH = {s.path: s for s in SETTINGS}
 
 @dataclass
 class Config:
-    values: dict[str, Any] = field(default_factory=lambda: {s.path: s.default for s in SETTINGS})
+    values: dict[str, Any] = field(default_factory=lambda: {s.path: s.check(s.default) for s in SETTINGS})
     source: str = "(defaults)"
 
     def __getitem__(self, path: str) -> Any:
