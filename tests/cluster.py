@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from lan import Lan, sh, tool, wait_for
+
 from vxvdex import control
 
 ENDPOINT_USER = "vxvdex-endpoint"
@@ -85,7 +86,8 @@ class Cluster:
         proc = self.lan.spawn(self.lan.host(host), tool("vxvdexd"), "--config", str(cfg),
                               log=self.dir / f"vxvdexd-h{host}.log", host_mounts=True)
         self.daemons[host] = proc
-        wait_for(lambda: proc.poll() is not None or self._answers(host), timeout=15, what=f"vxvdexd on h{host}")
+        wait_for(lambda: proc.poll() is not None or self._answers(host), timeout=15,
+                 what=f"vxvdexd on h{host}")
         if proc.poll() is not None:
             raise RuntimeError(f"vxvdexd on h{host} exited: {self.log(host)}")
         return proc

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster import Cluster  # noqa: E402
-from lan import leftovers, sh  # noqa: E402
+from cluster import Cluster
+from lan import leftovers, sh
 
 SESSIONS = [("alice", "A", 1), ("alice", "A", 2), ("bob", "A", 3), ("carol", "B", 1), ("carol", "B", 3)]
 

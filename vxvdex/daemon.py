@@ -169,7 +169,7 @@ class Daemon:
         while not self.stopping.wait(COLLECT_EVERY):
             try:
                 self.manager.collect(time.monotonic())
-            except Exception:  # noqa: BLE001 - keep collecting
+            except Exception:
                 log.exception("collecting namespaces")
 
 

@@ -23,7 +23,7 @@ import select
 import socket
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from . import wire
 from .counters import Counters, DropLog
@@ -103,14 +103,15 @@ class Endpoint:
                 if err.errno != errno.ECONNREFUSED:
                     log.warning("receive failed: %s", err)
                 continue
-            self.c.rx_datagrams += 1
             if flags & socket.MSG_TRUNC:
+                self.c.rx_datagrams += 1
                 self._drop("truncated", addr)
                 continue
             seg = n
             for level, kind, data in anc:
                 if level == SOL_UDP and kind == UDP_GRO:
                     seg = _GRO_SIZE.unpack_from(data)[0]
+            self.c.rx_datagrams += -(-n // seg) if seg else 1  # a GRO batch holds many
             self.receive(off, n, seg, addr, mcast)
             off += n
             if off > RX_ARENA - MAX_DATAGRAM:
@@ -122,7 +123,7 @@ class Endpoint:
         """Check, learn and deliver the datagrams at rx[off:off+n], each `seg`
         bytes long but for a shorter last one, all sent from `addr`."""
         if mcast and addr[1] == self.t.port and self._is_local(addr[0]):
-            self._drop("self", addr)
+            self._drop("self", addr, -(-n // seg) if seg else 1)
             return
         if n == 0:  # an empty datagram: no slice to walk (and range() takes no step 0)
             self._drop("short", addr)
@@ -161,8 +162,8 @@ class Endpoint:
         else:
             self._drop("oversize", addr)
 
-    def _drop(self, reason: str, addr: object) -> None:
-        self.drops[reason] += 1
+    def _drop(self, reason: str, addr: object, count: int = 1) -> None:
+        self.drops[reason] += count
         if reason != "self":  # our own multicast coming back is normal
             self.droplog.note(reason, addr)
 

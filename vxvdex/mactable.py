@@ -10,7 +10,7 @@ cannot choose MACs that collide on purpose.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 Address = tuple  # (host, port) or (host, port, flowinfo, scope_id)
 

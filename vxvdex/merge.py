@@ -36,8 +36,24 @@ _SEG = struct.Struct("!12sHBBH2xHBB2x12sI4sBB")
 class Run:
     """Segments of one flow waiting to be written as one super-frame."""
 
-    __slots__ = ("ack", "first", "flow", "hsum", "last_len", "macs", "mss", "next_seq",
-                 "opts", "payloads", "push", "tcplen_sum", "thlen", "total", "tosttl", "window")
+    __slots__ = (
+        "ack",
+        "first",
+        "flow",
+        "hsum",
+        "last_len",
+        "macs",
+        "mss",
+        "next_seq",
+        "opts",
+        "payloads",
+        "push",
+        "tcplen_sum",
+        "thlen",
+        "tosttl",
+        "total",
+        "window",
+    )
 
     def __init__(self, frame: memoryview, macs: bytes, flow: bytes, ack: bytes, tosttl: int,
                  thlen: int, plen: int, seq: int, flags: int) -> None:

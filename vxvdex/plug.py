@@ -11,7 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__, url as urlmod
+from . import __version__
+from . import url as urlmod
 from .forwarder import Endpoint
 from .tap import Tap, TapError, interface_mtu
 from .transport import TransportError, open_transport

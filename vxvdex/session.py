@@ -8,6 +8,7 @@ import os
 import pwd
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__, config, control, netns
 from .control import Answer, DaemonUnavailable
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = {"unmanaged": f"{who} is not managed by vxvdex (not in a managed group)"}.get(answer.status)
         return fail(hint or answer.text, exit_code(answer))
     if a.command in ("status", "list"):
-        data = answer.json()
+        data: Any = answer.json()
         if a.json:
             print(json.dumps(data, indent=1))
         else:

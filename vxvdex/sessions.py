@@ -59,13 +59,14 @@ class Manager:
     def __init__(self, cfg: Config, underlay_mtu: int) -> None:
         self.cfg = cfg
         self.run_dir: Path = cfg["run_dir"]
-        self.status_dir = self.run_dir / "endpoints"
+        self.status_dir: Path = self.run_dir / "endpoints"
         self.host_id = provision.host_id(self.run_dir)
         self.mtu = underlay_mtu - 50 if cfg["interface.mtu"] == "auto" else cfg["interface.mtu"]
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
         self.users: dict[str, UserNs] = {}
         self.lock = threading.Lock()
+        self.save_lock = threading.Lock()  # one writer of state.json at a time
         self.zygote = Zygote()
         self.watcher = Watcher(self._endpoint_ended)
         self._prepare_dirs()
@@ -167,7 +168,9 @@ class Manager:
         _wait_for_file(status, READY_TIMEOUT, pid)
 
     def _endpoint_ended(self, key: object) -> None:
-        name, ifname = key  # type: ignore[misc]
+        assert isinstance(key, tuple)
+        name: str = key[0]
+        ifname: str = key[1]
         with self.lock:
             entry = self.users.get(name)
         if entry is None:
@@ -254,12 +257,15 @@ class Manager:
 
     # ---- state on disk (for re-adoption) ---------------------------------------
     def save(self) -> None:
-        with self.lock:
-            state = {e.name: {"user": e.user.name, "sessions": sorted(e.sessions), "pids": e.pids}
-                     for e in self.users.values()}
-        tmp = self.run_dir / ".state.json.tmp"
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.run_dir / "state.json")
+        # Serialised: concurrent saves shared the temporary file (one replace()
+        # then failed with ENOENT and an older snapshot could win).
+        with self.save_lock:
+            with self.lock:
+                state = {e.name: {"user": e.user.name, "sessions": sorted(e.sessions), "pids": dict(e.pids)}
+                         for e in self.users.values()}
+            tmp = self.run_dir / ".state.json.tmp"
+            tmp.write_text(json.dumps(state))
+            tmp.replace(self.run_dir / "state.json")
 
     def adopt(self, lookup: object) -> None:
         """After a restart: take over the namespaces and endpoints of the last run."""

@@ -94,5 +94,5 @@ class Watcher:
                     self._forget(fd)
                 try:
                     self.on_exit(entry[0])
-                except Exception:  # noqa: BLE001 - the watcher must survive
+                except Exception:
                     log.exception("handling the end of endpoint %s", entry[0])

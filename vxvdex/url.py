@@ -12,8 +12,8 @@ import grp
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import wire
 
