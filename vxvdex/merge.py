@@ -4,12 +4,16 @@ Consecutive in-order segments of one IPv4 TCP flow are handed to the tap as
 one TSO super-frame (IFF_VNET_HDR, gso_type TCPV4), which the namespace's
 stack takes in one go, as if a NIC had done GRO.
 
-Checksums stay end to end: we never mark the merged frame as verified.
-Its TCP checksum is derived from the segments' own checksum fields (only
-their headers are read), so it is right exactly when every segment's was,
-and the kernel verifies it over the whole payload on delivery. A datagram
-that arrived with a zero (unverified) outer UDP checksum therefore cannot
-smuggle a corrupt segment in.
+Integrity stays end to end. Datagrams that reached us in a UDP GRO batch
+had their (non-zero) UDP checksums verified by the kernel, which only
+coalesces those: runs made only of them are handed over as CHECKSUM_PARTIAL
+(NEEDS_CSUM, the field holding the pseudo-header sum), which the receiving
+stack takes as verified, and which is completed correctly should the
+namespace forward the frame elsewhere. Any other
+run gets a TCP checksum derived from the segments' own checksum fields
+(only their headers are read), right exactly when every segment's was, and
+the kernel verifies it over the whole payload on delivery; a datagram with
+a zero (unverified) outer UDP checksum cannot smuggle a corrupt segment in.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .tap import GSO_TCPV4, VNET_HDR, VNET_PLAIN
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 TCP_ACK, TCP_PSH = 0x10, 0x08
+F_NEEDS_CSUM = 1  # virtio-net header flag: CHECKSUM_PARTIAL at csum_start + csum_offset
 IP_MAX = 65535
 # Ethernet + IPv4 header without options; TCP header at a fixed offset.
 ETH, TH = 14, 34
@@ -41,6 +46,7 @@ class Run:
         "first",
         "flow",
         "hsum",
+        "verified",
         "last_len",
         "macs",
         "mss",
@@ -56,7 +62,7 @@ class Run:
     )
 
     def __init__(self, frame: memoryview, macs: bytes, flow: bytes, ack: bytes, tosttl: int,
-                 thlen: int, plen: int, seq: int, flags: int) -> None:
+                 thlen: int, plen: int, seq: int, flags: int, verified: bool) -> None:
         self.first = frame
         self.macs, self.flow, self.ack, self.tosttl = macs, flow, ack, tosttl
         self.thlen = thlen
@@ -64,7 +70,8 @@ class Run:
         self.mss = self.last_len = self.total = plen
         self.payloads = [frame[TH + thlen:]]
         self.next_seq = (seq + plen) & 0xFFFFFFFF
-        self.hsum = partial(frame[TH:TH + thlen])
+        self.verified = verified
+        self.hsum = 0 if verified else partial(frame[TH:TH + thlen])
         self.tcplen_sum = thlen + plen
         self.window = frame[48:50]
         self.push = flags & TCP_PSH
@@ -77,9 +84,12 @@ class Run:
         _U16.pack_into(h, 24, finish(partial(h[ETH:TH])))
         h[47] |= self.push
         h[48:50] = self.window
+        addr_sum = partial(h[26:34]) + 6
+        if self.verified:  # CHECKSUM_PARTIAL: the field holds the pseudo-header sum
+            _U16.pack_into(h, TH + 16, (addr_sum + self.thlen + self.total) % 0xFFFF)
+            return bytes(h)
         _U16.pack_into(h, TH + 16, 0)
         count = len(self.payloads)
-        addr_sum = partial(h[26:34]) + 6
         # Sum of every segment's payload, from its header and checksum field:
         # payload_i = -(pseudo_i + header_i) for a segment that was valid.
         payload_sum = -(count * addr_sum + self.tcplen_sum + self.hsum)
@@ -99,8 +109,9 @@ class Merger:
         self.merged = 0
         self.errors = 0
 
-    def add(self, frame: memoryview) -> None:
-        """Queue one frame; frames of other flows or kinds flush the queue."""
+    def add(self, frame: memoryview, verified: bool = False) -> None:
+        """Queue one frame; frames of other flows or kinds flush the queue.
+        verified: the kernel checked this datagram's non-zero UDP checksum."""
         if len(frame) < 54 or not self.enabled:
             self.single(frame)
             return
@@ -113,6 +124,7 @@ class Merger:
             return
         run = self.run
         if (run is not None and flow == run.flow and seq == run.next_seq and run.last_len == run.mss
+                and verified == run.verified
                 and plen <= run.mss and ack == run.ack and macs == run.macs
                 and (tos << 8 | ttl) == run.tosttl and run.total + plen + TH + thlen <= IP_MAX
                 and thlen == run.thlen and (thlen == 20 or frame[54:TH + thlen] == run.opts)):
@@ -120,7 +132,8 @@ class Merger:
             run.next_seq = (seq + plen) & 0xFFFFFFFF
             run.last_len = plen
             run.total += plen
-            run.hsum += partial(frame[TH:TH + thlen])
+            if not verified:
+                run.hsum += partial(frame[TH:TH + thlen])
             run.tcplen_sum += thlen + plen
             run.window = frame[48:50]
             run.push = flags & TCP_PSH
@@ -132,7 +145,7 @@ class Merger:
             if plen & 1 or partial(frame[ETH:TH]) != 0:
                 self.single(frame)
                 return
-            self.run = run = Run(frame, macs, flow, ack, tos << 8 | ttl, thlen, plen, seq, flags)
+            self.run = run = Run(frame, macs, flow, ack, tos << 8 | ttl, thlen, plen, seq, flags, verified)
         if run.push:
             self.flush()
 
@@ -151,7 +164,10 @@ class Merger:
             self._write([VNET_PLAIN, run.first])
             return
         hdr = run.header()
-        vnet = VNET_HDR.pack(0, GSO_TCPV4, TH + run.thlen, run.mss, 0, 0)
+        if run.verified:
+            vnet = VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, TH + run.thlen, run.mss, TH, 16)
+        else:
+            vnet = VNET_HDR.pack(0, GSO_TCPV4, TH + run.thlen, run.mss, 0, 0)
         self.merged += len(run.payloads)
         self._write([vnet, hdr, *run.payloads])
 

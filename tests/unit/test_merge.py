@@ -117,3 +117,30 @@ def test_disabled_merger_writes_every_frame(tap) -> None:  # type: ignore[no-unt
     m.enabled = False
     feed(m, [segment(1000 * i, bytes(1000)) for i in range(4)])
     assert len(written(out)) == 4
+
+
+def test_runs_from_verified_datagrams_are_handed_over_checksum_partial(tap) -> None:  # type: ignore[no-untyped-def]
+    m, out = tap
+    payloads = [os.urandom(1000) for _ in range(4)]
+    for i, p in enumerate(payloads):
+        m.add(memoryview(bytearray(segment(1000 * i, p))), verified=True)
+    m.flush()
+    (w,) = written(out)
+    flags, gso, _hl, _gs, cstart, coff = VNET_HDR.unpack_from(w)
+    assert (flags, gso, cstart, coff) == (1, GSO_TCPV4, 34, 16)  # NEEDS_CSUM at the TCP checksum
+    # What a NIC (or the kernel's software fallback) would compute is right:
+    frame = bytearray(w[10:])
+    struct.pack_into("!H", frame, 34 + 16, finish(partial(frame[34:])))
+    assert tcp_checksum_ok(bytes(frame[14:]))
+
+
+def test_verified_and_unverified_segments_never_share_a_run(tap) -> None:  # type: ignore[no-untyped-def]
+    m, out = tap
+    frames = [segment(1000 * i, os.urandom(1000)) for i in range(6)]
+    for i, f in enumerate(frames):
+        m.add(memoryview(bytearray(f)), verified=i < 3)
+    m.flush()
+    first, second = written(out)
+    assert VNET_HDR.unpack_from(first)[0] == 1 and VNET_HDR.unpack_from(second)[0] == 0
+    assert len(first) == len(second)  # three segments each
+    assert tcp_checksum_ok(second[10 + 14:])
