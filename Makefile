@@ -47,6 +47,7 @@ test: deps lint
 	$(PYTEST) tests/unit tests/netns
 	@left=$$(ip netns list | grep -c '^vxt' || true); \
 	if [ "$$left" != 0 ]; then echo "FAIL: $$left test namespaces left behind"; exit 1; fi
+	tests/kernel/run
 
 demo: deps
 	$(VPY) tests/demo.py

@@ -136,7 +136,8 @@ struct vxvdex_rx {
 	struct sockaddr_storage from;
 	int fromlen;
 	int gro;			/* UDP_GRO segment size, 0: none */
-	int pktinfo_level;		/* 0: no pktinfo */
+	int pktinfo_len;		/* 0: no pktinfo */
+	int pktinfo_level;		/* SOL_IP (0) or SOL_IPV6 */
 	int pktinfo_type;
 	union {
 		struct in_pktinfo v4;
@@ -165,8 +166,10 @@ static void vxvdex_parse_cmsgs(struct vxvdex_rx *rx, void *ctl, size_t len)
 			    dlen >= sizeof(struct in6_pktinfo))) {
 			rx->pktinfo_level = cmsg->cmsg_level;
 			rx->pktinfo_type = cmsg->cmsg_type;
-			memcpy(&rx->pktinfo, CMSG_DATA(cmsg),
-			       min(dlen, sizeof(rx->pktinfo)));
+			rx->pktinfo_len = cmsg->cmsg_level == SOL_IP ?
+					  sizeof(struct in_pktinfo) :
+					  sizeof(struct in6_pktinfo);
+			memcpy(&rx->pktinfo, CMSG_DATA(cmsg), rx->pktinfo_len);
 		}
 	}
 }
@@ -191,7 +194,7 @@ static int vxvdex_recv_lower(struct vxvdex_sock *vs, void *buf, int flags,
 		return n;
 	rx->fromlen = kmsg.msg_namelen;
 	rx->gro = 0;
-	rx->pktinfo_level = 0;
+	rx->pktinfo_len = 0;
 	vxvdex_parse_cmsgs(rx, ctl, sizeof(ctl) - kmsg.msg_controllen);
 	if (unlikely(kmsg.msg_flags & MSG_TRUNC)) {
 		vxvdex_count(VXVDEX_RX_DROP_TRUNC);
@@ -234,11 +237,9 @@ static int vxvdex_deliver(struct msghdr *msg, size_t size, int flags,
 		memcpy(msg->msg_name, &rx->from, rx->fromlen);
 		msg->msg_namelen = rx->fromlen;
 	}
-	if (rx->pktinfo_level)
+	if (rx->pktinfo_len)
 		put_cmsg(msg, rx->pktinfo_level, rx->pktinfo_type,
-			 rx->pktinfo_level == SOL_IP ?
-			 sizeof(struct in_pktinfo) : sizeof(struct in6_pktinfo),
-			 &rx->pktinfo);
+			 rx->pktinfo_len, &rx->pktinfo);
 	if (rx->gro)
 		put_cmsg(msg, SOL_UDP, UDP_GRO, sizeof(rx->gro), &rx->gro);
 	if (copied < (size_t)n)

@@ -222,6 +222,9 @@ int vxvdex_bind_allowed(const struct vxvdex_sock *vs,
 	if (vxvdex_is_mcast(key->family, &key->addr) ||
 	    vxvdex_is_special(key->family, &key->addr))
 		return -EACCES;
+	/* subnet broadcasts are "local" to inet_bind(), not unicast */
+	if (key->family == AF_INET && vxvdex_classify(key) < 0)
+		return -EACCES;
 	return 0;
 }
 

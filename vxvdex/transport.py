@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -180,11 +181,23 @@ def open_transport(url: VxvdeUrl, mode: str = "auto") -> Transport:
     """Join url's VLAN. mode: auto (AF_VXVDEX if the kernel has it), vxvdex, udp."""
     if url.kernel_pinned:
         mode = "vxvdex"
-    kernel = mode == "vxvdex" or (mode == "auto" and vxvdex_available(url.family))
+    # The kernel keys AF_VXVDEX sockets on our egid: only that VLAN can use it.
+    own_vlan = url.vni == os.getegid()
+    kernel = mode == "vxvdex" or (mode == "auto" and own_vlan and vxvdex_available(url.family))
     if mode == "vxvdex" and not vxvdex_available(url.family):
         raise TransportError(errno.EAFNOSUPPORT, "AF_VXVDEX is not available: load the module "
                              "(`modprobe af_vxvdex`) and check that your egid is >= its mingid")
-    t = _open(url, kernel, _ifindex(url))
+    if kernel and not own_vlan:
+        raise TransportError(errno.EACCES, f"AF_VXVDEX only reaches the VLAN of your egid "
+                             f"{os.getegid()}, not vni={url.vni}")
+    ifindex = _ifindex(url)
+    notes = []
+    if kernel and ifindex:
+        # The module joins and sends on the interface the administrator chose.
+        notes.append(f"if={url.ifname} ignored: AF_VXVDEX uses the module's ifindex parameter")
+        ifindex = 0
+    t = _open(url, kernel, ifindex)
+    t.notes.extend(notes)
     _enable_offloads(t, url)
     return t
 
