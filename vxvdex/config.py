@@ -7,6 +7,7 @@ names the file, the line, the setting, what is wrong and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -44,6 +45,14 @@ def _int(low: int, high: int) -> Check:
     return check
 
 
+def _choice(*allowed: int) -> Check:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or v not in allowed:
+            raise ValueError(" or ".join(map(str, allowed)))
+        return v
+    return check
+
+
 def _groups(v: Any) -> Any:
     if not isinstance(v, list) or not v or not all(isinstance(g, (str, int)) and not isinstance(g, bool)
                                                    for g in v):
@@ -74,7 +83,10 @@ def _opt_ifname(v: Any) -> Any:
 
 
 def _mtu(v: Any) -> Any:
-    return "auto" if v == "auto" else _int(576, 65535)(v)
+    try:
+        return "auto" if v == "auto" else _int(576, 65535)(v)
+    except ValueError:
+        raise ValueError("auto or an integer from 576 to 65535") from None
 
 
 def _prefix(v: Any) -> Any:
@@ -118,7 +130,7 @@ SETTINGS = [
     Setting("interface.name", "vde0", _ifname, "the tap inside the namespace"),
     Setting("interface.mtu", "auto", _mtu, "auto = underlay MTU minus 50"),
     Setting("network.port", 14789, _int(1, 65535), "UDP port of the groups"),
-    Setting("network.ip_version", 4, _int(4, 6), "4 or 6 for the underlay"),
+    Setting("network.ip_version", 4, _choice(4, 6), "4 or 6 for the underlay"),
     Setting("network.group_prefix", None, lambda v: None if v is None else _prefix(v),
             "group address whose last 3 bytes become the gid"),
     Setting("network.uplink", None, _opt_ifname, "interface for multicast, null = routing"),
@@ -152,6 +164,8 @@ def _flatten(node: yaml.Node, prefix: str, out: dict[str, yaml.Node], path: Path
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{path}:{node.start_mark.line + 1}: expected a mapping of settings")
     for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            raise ConfigError(f"{path}:{key.start_mark.line + 1}: a setting name must be a plain word")
         name = f"{prefix}{key.value}"
         if isinstance(value, yaml.MappingNode) and any(s.startswith(name + ".") for s in _BY_PATH):
             _flatten(value, name + ".", out, path)
@@ -161,6 +175,8 @@ def _flatten(node: yaml.Node, prefix: str, out: dict[str, yaml.Node], path: Path
 
 def _unknown(name: str) -> str:
     close = [s for s in _BY_PATH if s.split(".")[-1] == name.split(".")[-1] or s.startswith(name)]
+    sections = {s.split(".")[0] for s in _BY_PATH}
+    close += difflib.get_close_matches(name, [*_BY_PATH, *sections], n=1)
     return f"did you mean {close[0]}?" if close else "see the comments in the shipped file"
 
 
@@ -173,8 +189,8 @@ def parse(text: str, path: Path) -> Config:
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: not valid YAML: {getattr(err, 'problem', err)}") from None
     cfg = Config(source=str(path))
-    if root is None:
-        return cfg
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
+        return cfg  # no settings at all (also a lone `---`): the defaults
     nodes: dict[str, yaml.Node] = {}
     _flatten(root, "", nodes, path)
     for name, node in nodes.items():
@@ -182,7 +198,10 @@ def parse(text: str, path: Path) -> Config:
         setting = _BY_PATH.get(name)
         if setting is None:
             raise ConfigError(f"{where}: unknown setting '{name}' ({_unknown(name)})")
-        value = yaml.safe_load(yaml.serialize(node))
+        try:
+            value = yaml.safe_load(yaml.serialize(node))
+        except yaml.YAMLError as err:  # e.g. a !!python/... tag: never constructed
+            raise ConfigError(f"{where}: {name}: not allowed: {getattr(err, 'problem', err)}") from None
         try:
             cfg.values[name] = setting.check(value)
         except ValueError as err:
@@ -193,7 +212,10 @@ def parse(text: str, path: Path) -> Config:
 def load(path: Path = DEFAULT_PATH) -> Config:
     """Load the file at path (defaults if it does not exist)."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
     except FileNotFoundError:
         return Config(source=f"{path} (missing: defaults)")
     except OSError as err:

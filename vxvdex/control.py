@@ -69,7 +69,7 @@ def parse_request(raw: bytes) -> Request:
     if not low <= len(args) <= high:
         raise ProtocolError(f"{verb} takes {low}-{high} arguments, got {len(args)}")
     for arg in args:
-        if not WORD_RE.match(arg):
+        if not WORD_RE.fullmatch(arg):  # not match(): its $ lets "name\n" through
             raise ProtocolError(f"bad argument {arg[:32]!r}: 1-64 of A-Z a-z 0-9 _ . @ $ -")
     return Request(verb, args)
 

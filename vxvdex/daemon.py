@@ -107,15 +107,22 @@ class Daemon:
 
     def do_reprovision(self, req: Request, uid: int) -> tuple[str, int | None]:
         user = self.subject(req, uid)
+        if not is_managed(user, self.cfg):
+            return f"unmanaged {user.name} is not in a managed group", None
         self.manager.reprovision(user.name)
         return "ok", None
 
     def do_up(self, req: Request, uid: int) -> tuple[str, int | None]:
-        self.manager.set_up(self.subject(req, uid).name, True)
-        return "ok", None
+        return self._set_up(req, uid, True)
 
     def do_down(self, req: Request, uid: int) -> tuple[str, int | None]:
-        self.manager.set_up(self.subject(req, uid).name, False)
+        return self._set_up(req, uid, False)
+
+    def _set_up(self, req: Request, uid: int, up: bool) -> tuple[str, int | None]:
+        user = self.subject(req, uid)
+        if not is_managed(user, self.cfg):
+            return f"unmanaged {user.name} is not in a managed group", None
+        self.manager.set_up(user.name, up)
         return "ok", None
 
     # ---- serving ---------------------------------------------------------------

@@ -46,7 +46,6 @@ class Run:
         "first",
         "flow",
         "hsum",
-        "verified",
         "last_len",
         "macs",
         "mss",
@@ -58,6 +57,7 @@ class Run:
         "thlen",
         "tosttl",
         "total",
+        "verified",
         "window",
     )
 

@@ -18,6 +18,7 @@ from .tap import Tap, TapError, interface_mtu
 from .transport import TransportError, open_transport
 
 log = logging.getLogger("vxvdex.plug")
+DEFAULT_TAP_MTU = 1500  # what the kernel gives a new tap
 
 EPILOG = """\
 examples:
@@ -92,9 +93,13 @@ def run(args: argparse.Namespace) -> int:
     url = urlmod.parse(args.url)
     name = urlmod.tap_name(args.tap)
     tap = Tap(name)
+    try:  # at once: whoever asked for the tap may move it to another namespace any moment
+        mtu = interface_mtu(name)
+    except OSError:  # already moved out of our namespace: assume a new tap's MTU
+        mtu = DEFAULT_TAP_MTU
     transport = open_transport(url, args.transport)
     endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime,
-                        max_frame=interface_mtu(name) + 18, mtu_source=lambda: interface_mtu(name),
+                        max_frame=mtu + 18, mtu_source=lambda: interface_mtu(name),
                         merge=not args.no_merge)
     if args.status:
         endpoint.on_tick = lambda: write_status(args.status, endpoint.status())

@@ -102,13 +102,16 @@ class Manager:
 
     def open(self, user: User, session: str) -> tuple[str, int]:
         """Provision (if needed) and return the namespace's name and an fd of it."""
-        entry = self._entry(user, session)
-        with entry.lock:
-            self.ensure(entry)
-            entry.sessions.add(session or "-")
-            entry.empty_since = None
-            self.save()
-            return entry.name, netns.open_fd(entry.name)
+        while True:
+            entry = self._entry(user, session)
+            with entry.lock:
+                if entry.closing:
+                    continue  # torn down while we waited: never resurrect it, take a new entry
+                self.ensure(entry)
+                entry.sessions.add(session or "-")
+                entry.empty_since = None
+                self.save()
+                return entry.name, netns.open_fd(entry.name)
 
     def close(self, user: User, session: str) -> None:
         entry = self.find(user.name, session)
@@ -195,6 +198,8 @@ class Manager:
     def reprovision(self, user_name: str) -> UserNs:
         entry = self.find(user_name)
         with entry.lock:
+            if entry.closing:
+                raise SessionError("ENOENT", f"{user_name}'s namespace has just been removed")
             self.repair(entry)
         return entry
 

@@ -107,7 +107,7 @@ def gid_of(name: str, option: str) -> int:
     try:
         if name == "":
             return wire.check_id(os.getegid(), option)
-        if name.isdigit():
+        if name.isascii() and name.isdigit():  # int() refuses some of str.isdigit's digits
             return wire.check_id(int(name), option)
         return wire.check_id(grp.getgrnam(name).gr_gid, option)
     except KeyError:
@@ -129,7 +129,7 @@ def _int(name: str, value: str, low: int, high: int) -> int:
 def size_value(name: str, value: str) -> int:
     """A byte count with optional k/M/G/T suffixes, as vdeplug4's strtoullm."""
     digits = value.rstrip("kKmMgGtT")
-    size = int(digits) if digits.isdigit() else 0
+    size = int(digits) if digits.isascii() and digits.isdigit() else 0
     for ch in value[len(digits):]:
         size *= _SIZE_SUFFIX[ch.lower()]
     if not 1 <= size <= 1 << 31:
@@ -207,6 +207,8 @@ def tap_name(url: str) -> str:
     scheme, sep, name = url.partition("://")
     if scheme != "tap" or not sep:
         raise UrlError(f"'{url}': expected tap://IFNAME")
-    if not 0 < len(name) < 16 or "/" in name or name in (".", "..") or any(c.isspace() for c in name):
-        raise UrlError(f"tap://{name}: interface names are 1-15 characters, no '/' or spaces")
+    # The kernel's limits (dev_valid_name): 15 bytes, no '/', ':' or white space.
+    if (not 0 < len(name.encode()) < 16 or "/" in name or ":" in name or name in (".", "..")
+            or any(c.isspace() for c in name)):
+        raise UrlError(f"tap://{name}: interface names are 1-15 bytes, no '/', ':' or spaces")
     return name

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cluster import Cluster
 from lan import Lan, leftovers
-
-PREFIX = "vxt"
+from runtrace import RunTrace, running_cluster
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -21,10 +21,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
-    """After the whole run, no namespace of ours may remain."""
-    yield
+    """After the whole run, no namespace of ours may remain. Ours: those named
+    after a Lan built by this run (other runs on the machine may be going on)."""
+    prefixes: list[str] = []
+    build = Lan._build
+
+    def recording_build(self: Lan) -> None:
+        prefixes.append(self.prefix)
+        build(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Lan, "_build", recording_build)
+        yield
     if os.geteuid() == 0:
-        assert leftovers(PREFIX) == [], "test namespaces left behind"
+        left = [name for prefix in prefixes for name in leftovers(prefix + "-")]
+        assert left == [], "test namespaces left behind"
 
 
 @pytest.fixture
@@ -37,3 +48,21 @@ def lan() -> Iterator[Lan]:
 def logs(tmp_path: Path) -> Path:
     """Where endpoints log; shown by pytest when a test fails."""
     return tmp_path
+
+
+@pytest.fixture
+def nothing_of_the_run_left() -> Iterator[list[RunTrace]]:
+    """Clusters register here as they close; after the test (and their
+    teardown) none of their users, groups, namespaces or processes may remain."""
+    traces: list[RunTrace] = []
+    yield traces
+    left = [thing for trace in traces for thing in trace.left()]
+    assert left == [], "left behind by the test"
+
+
+@pytest.fixture
+def cluster(nothing_of_the_run_left: list[RunTrace]) -> Iterator[Cluster]:
+    """Three simulated hosts, each ready for a vxvdexd (tests start them, after
+    adding users and configuration); everything is removed afterwards."""
+    with running_cluster(hosts=3, traces=nothing_of_the_run_left) as built:
+        yield built
