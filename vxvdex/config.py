@@ -167,6 +167,9 @@ def _flatten(node: yaml.Node, prefix: str, out: dict[str, yaml.Node], path: Path
         if not isinstance(key, yaml.ScalarNode):
             raise ConfigError(f"{path}:{key.start_mark.line + 1}: a setting name must be a plain word")
         name = f"{prefix}{key.value}"
+        if name in out:
+            raise ConfigError(f"{path}:{key.start_mark.line + 1}: {name} is set twice (line "
+                              f"{out[name].start_mark.line + 1} too): keep one")
         if isinstance(value, yaml.MappingNode) and any(s.startswith(name + ".") for s in _BY_PATH):
             _flatten(value, name + ".", out, path)
         else:

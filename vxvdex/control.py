@@ -1,7 +1,8 @@
 """The control protocol of vxvdexd (used by pam_vxvdex.so and vxvdex-session).
 
 Transport: a SOCK_SEQPACKET UNIX socket, RUN_DIR/control, mode 0666; each
-request and each answer is one message of at most 4096 bytes. The daemon
+request is one message of at most 4096 bytes, each answer one message of at
+most 1 MiB. The daemon
 learns who is asking from SO_PEERCRED, never from the message: root may act
 for any user, anyone else only for themself.
 
@@ -35,7 +36,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_MESSAGE = 4096
+MAX_MESSAGE = 4096          # a request
+MAX_ANSWER = 1 << 20        # an answer (`list` of many users is long)
+SO_SNDBUFFORCE = 32
 WORD_RE = re.compile(r"^[A-Za-z0-9_.@$-]{1,64}$")
 VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 1), "list": (0, 0), "reprovision": (0, 1),
          "up": (0, 1), "down": (0, 1), "version": (0, 0)}
@@ -82,7 +85,14 @@ def peer_ids(sock: socket.socket) -> tuple[int, int, int]:
 
 
 def send_answer(sock: socket.socket, text: str, fd: int | None = None) -> None:
-    data = text.encode()[:MAX_MESSAGE]
+    data = text.encode()
+    if len(data) > MAX_ANSWER:
+        data = b"error EMSGSIZE answer too long"
+    if len(data) > 100_000:  # one message must fit the socket's send buffer
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 4096)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, len(data) + 4096)
     if fd is None:
         sock.send(data)
     else:
@@ -124,7 +134,7 @@ def ask(run_dir: Path, request: str, timeout: float = 30.0) -> Answer:
     with sock:
         sock.send(request.encode())
         fds = array.array("i")
-        msg, anc, _f, _a = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(fds.itemsize))
+        msg, anc, _f, _a = sock.recvmsg(MAX_ANSWER, socket.CMSG_SPACE(fds.itemsize))
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[:fds.itemsize])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import url as urlmod
 from .forwarder import Endpoint
-from .tap import Tap
+from .tap import Tap, TapError
 from .transport import open_transport
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -104,6 +104,9 @@ def run(spec: Spec, tap_fd: int) -> int:
              os.getpid(), os.getuid())
     try:
         endpoint.run(rfd)
+    except TapError as err:
+        log.error("%s; exiting", err.args[-1])
+        return 1
     finally:
         endpoint.leave()
     return 0

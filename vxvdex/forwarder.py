@@ -29,7 +29,7 @@ from . import wire
 from .counters import Counters, DropLog
 from .mactable import MacTable
 from .merge import Merger
-from .tap import Tap
+from .tap import Tap, TapError
 from .transport import SOL_UDP, UDP_GRO, UDP_SEGMENT, Transport, is_local_address
 
 log = logging.getLogger("vxvdex.endpoint")
@@ -191,6 +191,8 @@ class Endpoint:
                 n = os.readv(fd, [txv[off:off + TAP_READ]])
             except BlockingIOError:
                 break
+            except OSError as err:  # EBADFD: deleted under us; the supervisor makes a new one
+                raise TapError(err.errno, f"tap {self.tap.name} is gone: {err.strerror}") from None
             # We asked for no offloads: anything else is not a finished frame.
             if n < 24 or tx[off] or tx[off + 1]:
                 c.tx_dropped += 1

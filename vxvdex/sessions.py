@@ -280,22 +280,30 @@ class Manager:
             return
         for name, saved in state.items():
             try:
-                user = lookup(saved["user"])  # type: ignore[operator]
-            except KeyError:
-                continue
-            if not netns.exists(name):
-                continue
-            entry = UserNs(user, name, self.ports_for(user), sessions=set(saved["sessions"]))
-            for ifname, pid in saved["pids"].items():
-                if _is_endpoint(pid, self.ep_uid) and self.watcher.watch((name, ifname), pid):
-                    entry.pids[ifname] = pid
-            entry.ns_fd = netns.open_fd(name)
-            with self.lock:
-                self.users[name] = entry
-            with entry.lock:
-                self.ensure(entry)
-            log.info("re-adopted %s of %s (endpoints %s)", name, user.name, sorted(entry.pids.values()))
+                self._adopt_one(name, saved, lookup)
+            except (OSError, KeyError, ValueError, TypeError, SessionError) as err:
+                # One broken user must not keep every other one offline.
+                log.error("could not re-adopt %s: %s; `vxvdex-session reprovision` after "
+                          "the next login will rebuild it", name, err)
         self.save()
+
+    def _adopt_one(self, name: str, saved: dict, lookup: object) -> None:
+        try:
+            user = lookup(saved["user"])  # type: ignore[operator]
+        except KeyError:
+            return
+        if not netns.exists(name):
+            return
+        entry = UserNs(user, name, self.ports_for(user), sessions=set(saved["sessions"]))
+        for ifname, pid in saved["pids"].items():
+            if _is_endpoint(pid, self.ep_uid) and self.watcher.watch((name, ifname), pid):
+                entry.pids[ifname] = pid
+        entry.ns_fd = netns.open_fd(name)
+        with self.lock:
+            self.users[name] = entry
+        with entry.lock:
+            self.ensure(entry)
+        log.info("re-adopted %s of %s (endpoints %s)", name, user.name, sorted(entry.pids.values()))
 
     # ---- reading ---------------------------------------------------------------
     def status(self, entry: UserNs) -> dict:

@@ -118,3 +118,8 @@ def test_load_refuses_a_file_that_is_not_utf8(tmp_path: Path) -> None:
 def test_load_refuses_an_unreadable_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path)  # a directory
+
+
+def test_a_setting_given_twice_is_refused_with_both_lines() -> None:
+    with pytest.raises(config.ConfigError, match=r"f.yaml:3: scope is set twice \(line 1 too\)"):
+        config.parse("scope: user\nrun_dir: /run/x\nscope: session\n", Path("f.yaml"))
