@@ -6,10 +6,11 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tcpdump \
-	gcc make libpam0g-dev pamtester openssh-server openssh-client util-linux procps
+	gcc make pkg-config libpam0g-dev pamtester openssh-server openssh-client util-linux procps \
+	login libvdeplug-dev
 PYTEST ?= $(VPY) -m pytest
 
-.PHONY: all deps apt venv lint test test-unit test-netns test-kernel demo bench clean
+.PHONY: all deps apt venv lint pam test test-unit test-netns test-kernel demo bench clean
 
 all: test
 
@@ -31,7 +32,7 @@ $(VENV)/.stamp: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check vxvdex tests bench/dataplane
+	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login
 	$(VENV)/bin/mypy vxvdex
 
 test-unit: venv
@@ -43,17 +44,22 @@ test-netns: deps
 test-kernel: deps
 	tests/kernel/run
 
-test: deps lint
-	$(PYTEST) tests/unit tests/netns
-	@left=$$(ip netns list | grep -c '^vxt' || true); \
+test: deps lint pam
+	$(PYTEST) tests/unit tests/netns tests/pam
+	@left=$$(ip netns list | grep -c '^vx[tp]' || true); \
 	if [ "$$left" != 0 ]; then echo "FAIL: $$left test namespaces left behind"; exit 1; fi
 	tests/kernel/run
+
+pam:
+	$(MAKE) -C pam_module all check
 
 demo: deps
 	$(VPY) tests/demo.py
 
-bench: deps
+bench: deps pam
 	$(VPY) bench/dataplane
+	$(VPY) bench/provision
+	$(VPY) bench/login
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -175,7 +175,7 @@ class Endpoint:
         if known is None:
             if len(self.local_cache) > 64:
                 self.local_cache.clear()
-            known = self.local_cache[host] = is_local_address(host)
+            known = self.local_cache[host] = is_local_address(host, self.t.kind == "AF_VXVDEX")
         return known
 
     # ---- tap -> wire -------------------------------------------------------

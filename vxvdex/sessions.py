@@ -67,6 +67,7 @@ class Manager:
         self.users: dict[str, UserNs] = {}
         self.lock = threading.Lock()
         self.save_lock = threading.Lock()  # one writer of state.json at a time
+        self.dirty = False
         self.zygote = Zygote()
         self.watcher = Watcher(self._endpoint_ended)
         self._prepare_dirs()
@@ -107,17 +108,22 @@ class Manager:
             with entry.lock:
                 if entry.closing:
                     continue  # torn down while we waited: never resurrect it, take a new entry
-                self.ensure(entry)
+                changed = self.ensure(entry)
                 entry.sessions.add(session or "-")
                 entry.empty_since = None
-                self.save()
+                # Namespaces and endpoints are saved at once; session lists only
+                # inform, so the collector saves them (keeps repeat logins cheap).
+                if changed:
+                    self.save()
+                else:
+                    self.dirty = True
                 return entry.name, netns.open_fd(entry.name)
 
     def close(self, user: User, session: str) -> None:
         entry = self.find(user.name, session)
         with entry.lock:
             entry.sessions.discard(session or "-")
-            self.save()
+            self.dirty = True
         log.info("session %s of %s closed, %d left", session or "-", user.name, len(entry.sessions))
 
     def find(self, user_name: str, session: str = "") -> UserNs:
@@ -130,8 +136,8 @@ class Manager:
         return entry
 
     # ---- provisioning ----------------------------------------------------------
-    def ensure(self, entry: UserNs) -> None:
-        """Make everything of entry exist and run; idempotent."""
+    def ensure(self, entry: UserNs) -> bool:
+        """Make everything of entry exist and run; idempotent. True if it changed anything."""
         t0 = time.monotonic()
         if not netns.exists(entry.name) and entry.ns_fd is not None:
             log.warning("%s was unpinned by hand: pinning it again", entry.name)
@@ -141,7 +147,7 @@ class Manager:
             self._stop_endpoints(entry)  # if any, they served a namespace that is gone
         missing = [p for p in entry.ports if not _alive(entry.pids.get(p.ifname))]
         if not missing:
-            return  # the common repeat open: nothing to do
+            return False  # the common repeat open: nothing to do
         if created:
             fds = netns.create(entry.name, lambda: provision.ensure_namespace(missing))
             self._hold(entry)
@@ -156,6 +162,7 @@ class Manager:
         if created:
             log.info("provisioned %s for %s (gid %d) in %.1f ms", entry.name, entry.user.name,
                      entry.user.gid, (time.monotonic() - t0) * 1000)
+        return True
 
     def status_path(self, entry: UserNs, port: Port) -> Path:
         return self.status_dir / f"{entry.name}-{port.ifname}.json"
@@ -243,6 +250,8 @@ class Manager:
 
     def collect(self, now: float) -> None:
         """Periodic: repair unpinned namespaces; remove unused ones per policy."""
+        if self.dirty:
+            self.save()
         by_inode = _namespace_users()
         with self.lock:
             entries = list(self.users.values())
@@ -262,6 +271,7 @@ class Manager:
 
     # ---- state on disk (for re-adoption) ---------------------------------------
     def save(self) -> None:
+        self.dirty = False
         # Serialised: concurrent saves shared the temporary file (one replace()
         # then failed with ENOENT and an older snapshot could win).
         with self.save_lock:

@@ -202,10 +202,17 @@ def open_transport(url: VxvdeUrl, mode: str = "auto") -> Transport:
     return t
 
 
-def is_local_address(host: str) -> bool:
-    """Whether host is one of this namespace's addresses (bind succeeds)."""
+def is_local_address(host: str, kernel: bool = False) -> bool:
+    """Whether host is one of this namespace's addresses (bind succeeds).
+    kernel: of the initial namespace instead, where AF_VXVDEX sockets send
+    from whatever our namespace (the module lets them bind to exactly its
+    local unicast addresses)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+    try:
+        probe = _new_socket(family, kernel)
+    except OSError:  # e.g. an egid below the module's mingid: ask our namespace
+        probe = _new_socket(family, False)
+    with probe:
         try:
             probe.bind((host, 0))
         except OSError:
