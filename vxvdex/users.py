@@ -26,7 +26,7 @@ def lookup(name: str) -> User:
 
 def gid_of(group: str) -> int | None:
     """A configured group (name or number) as a gid; None if unknown here."""
-    if group.isdigit():
+    if group.isascii() and group.isdigit():
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid

@@ -94,6 +94,11 @@ class Frame:
         return self.ethertype == 0x86DD and len(d) >= 21 and d[20] == 44  # fragment header
 
 
+def incoming_with(marker: bytes) -> Callable[[Frame], bool]:
+    """A predicate: a frame that came in through the interface and carries marker."""
+    return lambda f: f.incoming and marker in f.data
+
+
 def read_records(path: Path) -> list[Frame]:
     raw = path.read_bytes()
     frames, off = [], 0

@@ -32,13 +32,13 @@ def wait_status(path: Path, predicate: Callable[[dict], object], timeout: float 
     return result
 
 
-def next_status(path: Path, timeout: float = 5.0) -> dict:
-    """A status computed after this call, so its counters include all that happened
-    before it. The file is written right after the status is computed: a file whose
-    mtime is clearly later than now (10 ms, several times the timestamp granularity
-    and the time to write it) holds such a status."""
+def next_status(path: Path, timeout: float = 5.0, since_ns: int | None = None) -> dict:
+    """A status computed after this call (or after time.time_ns() was `since_ns`), so
+    its counters include all that happened before. The file is written right after
+    the status is computed: a file whose mtime is clearly later (10 ms, several times
+    the timestamp granularity and the time to write it) holds such a status."""
     wait_for(path.exists, timeout=timeout, what=f"{path.name} to appear")
-    after = time.time_ns() + 10_000_000
+    after = (time.time_ns() if since_ns is None else since_ns) + 10_000_000
     wait_for(lambda: path.stat().st_mtime_ns > after, timeout=timeout, what=f"a new {path.name}")
     return status(path)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capture import Capture
+from capture import Capture, incoming_with
 from endpoints import addr, overlay, pings, plug
 from lan import Lan
 from observe import mac_of, peer_macs, send_udp, status
@@ -37,7 +37,7 @@ def test_vlans_of_two_gids_never_mix(lan: Lan, logs: Path) -> None:
             send_udp(lan, leaves[gid, i], f"198.51.{100 + net}.255", 5004, 1, marker + b"END",
                      broadcast=True)
     for (gid, _i), cap in caps.items():
-        cap.wait_for(lambda f, g=gid: f.incoming and b"VXVLAN%dEND" % g in f.data, what="the sentinel")
+        cap.wait_for(incoming_with(b"VXVLAN%dEND" % gid), what="the sentinel")
     frames = {key: cap.stop() for key, cap in caps.items()}
 
     for (gid, i), seen in frames.items():

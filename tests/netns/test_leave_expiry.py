@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from capture import Capture
+from capture import Capture, Frame
 from endpoints import addr, overlay, pings, plug
 from lan import Lan
 from observe import mac_bytes, mac_of, next_status, peer_macs, peers_at, send_frames, wait_status
@@ -70,9 +70,13 @@ def test_entries_expire_then_frames_go_to_the_group(lan: Lan, logs: Path) -> Non
     wait_status(st[1], lambda s: macs[2] not in peer_macs(s), timeout=6, what="h1 to forget h2's chatter")
     cap = Capture(lan, leaves[3], "t3", logs / "t3.cap")
 
+    def echo_request_1_to_2(f: Frame) -> bool:
+        p = f.ip()
+        return (f.incoming and p is not None and p[:3] == (addr(overlay(0, 1)), addr(overlay(0, 2)), 1)
+                and p[3][:1] == b"\x08")
+
     def echo_requests_seen_on_h3() -> int:
-        return sum(1 for f in cap.frames() if f.incoming and (p := f.ip()) is not None
-                   and p[:3] == (addr(overlay(0, 1)), addr(overlay(0, 2)), 1) and p[3][:1] == b"\x08")
+        return sum(map(echo_request_1_to_2, cap.frames()))
 
     # Nothing learned: the first request goes to the group (h3 sees it), the reply
     # teaches h1 where h2 is, and the next requests go to h2 alone.
@@ -91,8 +95,7 @@ def test_entries_expire_then_frames_go_to_the_group(lan: Lan, logs: Path) -> Non
     # The next frame to h2's MAC goes to the group again: h3 sees it, h1 counts it.
     res = lan.run(leaves[1], "ping", "-c1", "-W", "2", addr(overlay(0, 2)), check=False)
     assert res.returncode == 0, res.stdout
-    cap.wait_for(lambda f: f.incoming and (p := f.ip()) is not None and p[1] == addr(overlay(0, 2))
-                 and p[3][:1] == b"\x08", count=2, what="the second echo request on h3")
+    cap.wait_for(echo_request_1_to_2, count=2, what="the second echo request on h3")
     assert echo_requests_seen_on_h3() == 2
     after = next_status(st[1])
     assert after["counters"]["tx_datagrams_group"] == gone["counters"]["tx_datagrams_group"] + 1

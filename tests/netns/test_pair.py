@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from endpoints import addr, overlay, pings, plug, transfer
 from lan import Lan
 

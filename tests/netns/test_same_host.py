@@ -4,10 +4,11 @@ is heard like any other (PROTOCOL.md section 4, self filter)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from capture import Capture
+from capture import Capture, incoming_with
 from endpoints import addr, overlay, pings, plug
 from lan import Lan
 from observe import mac_bytes, mac_of, next_status, peer_macs, peers_at, send_udp, wait_status
@@ -28,7 +29,7 @@ def test_endpoint_never_receives_its_own_frames(lan: Lan, logs: Path) -> None:
     send_udp(lan, u1, "198.51.100.255", 5006, BROADCASTS, b"VXMINE", broadcast=True)
     assert pings(lan, u1, addr(overlay(0, 2)))
     send_udp(lan, u2, "198.51.100.255", 5006, 1, b"VXEND", broadcast=True)  # sentinel, from h2
-    cap.wait_for(lambda f: f.incoming and b"VXEND" in f.data, what="h2's sentinel")
+    cap.wait_for(incoming_with(b"VXEND"), what="h2's sentinel")
     frames = cap.stop()
 
     # The capture saw our broadcasts leave, and h2's frames arrive...
@@ -50,13 +51,13 @@ def test_two_endpoints_on_one_host_reach_each_other(lan: Lan, logs: Path, underl
     st = {n: logs / f"status{n}.json" for n in "ab"}
     leaves = {n: lan.leaf(1, f"u{n}", plug(url, f"t{n}", "--status", str(st[n])), [overlay(0, i)],
                           log=logs / f"plug{n}.log")[0] for i, n in ((1, "a"), (2, "b"))}
-    first = {n: wait_status(st[n], bool) for n in "ab"}
-    assert first["a"]["unicast_port"] != first["b"]["unicast_port"]
-
     assert pings(lan, leaves["a"], addr(overlay(0, 2)), count=5)
     assert pings(lan, leaves["b"], addr(overlay(0, 1)), count=5)
+    since = time.time_ns()
+    first = {n: wait_status(st[n], bool) for n in "ab"}
+    assert first["a"]["unicast_port"] != first["b"]["unicast_port"]
     for me, other in (("a", "b"), ("b", "a")):
-        now = next_status(st[me])
+        now = next_status(st[me], since_ns=since)
         # It learned the other one at this host's address and the other's own port...
         learned = peers_at(now, host1, first[other]["unicast_port"])
         assert [p["mac"] for p in learned] == [mac_of(lan, leaves[other], f"t{other}")]
