@@ -296,7 +296,9 @@ class Endpoint:
             try:
                 self.max_frame = self.mtu_source() + 18
             except OSError:
-                pass
+                log.info("the tap is in another namespace now: frames up to %d bytes are delivered "
+                         "(set --mtu to change it)", self.max_frame - 18)
+                self.mtu_source = None
         if self.on_tick is not None:
             self.on_tick()
 

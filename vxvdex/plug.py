@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from . import url as urlmod
 from .forwarder import Endpoint
-from .tap import Tap, TapError, interface_mtu
+from .tap import Tap, TapError
 from .transport import TransportError, open_transport
 
 log = logging.getLogger("vxvdex.plug")
@@ -54,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--status", metavar="FILE", type=Path,
                    help="write counters and learned peers as JSON to FILE every second")
     p.add_argument("--syslog", action="store_true", help="log to syslog instead of stderr")
+    p.add_argument("--mtu", type=int, metavar="BYTES",
+                   help="largest frame delivered to the tap, without the Ethernet header (default: "
+                        "the tap's MTU, followed while the tap stays in this namespace)")
     p.add_argument("--no-merge", action="store_true",
                    help="write every received frame on its own instead of merging TCP segments")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -93,13 +96,15 @@ def run(args: argparse.Namespace) -> int:
     url = urlmod.parse(args.url)
     name = urlmod.tap_name(args.tap)
     tap = Tap(name)
-    try:  # at once: whoever asked for the tap may move it to another namespace any moment
-        mtu = interface_mtu(name)
-    except OSError:  # already moved out of our namespace: assume a new tap's MTU
-        mtu = DEFAULT_TAP_MTU
+    mtu = args.mtu
+    if mtu is None:
+        try:  # at once: whoever asked for the tap may move it to another namespace any moment
+            mtu = tap.mtu()
+        except OSError:  # already moved out of our namespace: assume a new tap's MTU
+            mtu = DEFAULT_TAP_MTU
     transport = open_transport(url, args.transport)
     endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime,
-                        max_frame=mtu + 18, mtu_source=lambda: interface_mtu(name),
+                        max_frame=mtu + 18, mtu_source=None if args.mtu else tap.mtu,
                         merge=not args.no_merge)
     if args.status:
         endpoint.on_tick = lambda: write_status(args.status, endpoint.status())

@@ -54,6 +54,12 @@ class Tap:
             self.fd = -1
 
     def mtu(self) -> int:
+        """The tap's MTU, read by name where we are; OSError once the tap has
+        moved to another namespace (an interface there of the same name is
+        told apart by its MAC address, which the tap's fd still reports)."""
+        own = fcntl.ioctl(self.fd, SIOCGIFHWADDR, _ifreq(self.name))[18:24]
+        if _ioctl(SIOCGIFHWADDR, _ifreq(self.name))[18:24] != own:
+            raise OSError(errno.ENODEV, f"{self.name} is not our tap here")
         return interface_mtu(self.name)
 
 
