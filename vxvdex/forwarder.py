@@ -186,6 +186,7 @@ class Endpoint:
         group, lookup, queue, now = self.t.group, self.table.lookup, self.queue, self.now
         c = self.c
         off = 0
+        last_mac, last_dest = b"", group  # frames of one drain mostly go to one peer
         for _ in range(BUDGET):
             try:
                 n = os.readv(fd, [txv[off:off + TAP_READ]])
@@ -200,8 +201,11 @@ class Endpoint:
             tx[off + 2:off + 10] = hdr
             if tx[off + 10] & 1:
                 dest = group
+            elif last_mac and tx.startswith(last_mac, off + 10):
+                dest = last_dest
             else:
-                dest = lookup(bytes(txv[off + 10:off + 16]), now) or group
+                last_mac = bytes(txv[off + 10:off + 16])
+                dest = last_dest = lookup(last_mac, now) or group
             queue(dest, txv[off + 2:off + n], n - 2)
             c.tx_frames += 1
             c.tx_bytes += n - 10

@@ -112,7 +112,7 @@ class Merger:
     def add(self, frame: memoryview, verified: bool = False) -> None:
         """Queue one frame; frames of other flows or kinds flush the queue.
         verified: the kernel checked this datagram's non-zero UDP checksum."""
-        if len(frame) < 54 or not self.enabled:
+        if len(frame) < 54 or frame[23] != 6 or not self.enabled:  # not TCP (at IPv4's offset)
             self.single(frame)
             return
         macs, etype, vihl, tos, tot, frag, ttl, proto, flow, seq, ack, doff, flags = _SEG.unpack_from(frame)
