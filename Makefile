@@ -9,8 +9,9 @@ APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tc
 	gcc make pkg-config libpam0g-dev pamtester openssh-server openssh-client util-linux procps \
 	login libvdeplug-dev
 PYTEST ?= $(VPY) -m pytest
+DEB_OUT ?= dist
 
-.PHONY: all deps apt venv lint pam test test-unit test-netns test-kernel demo bench clean
+.PHONY: all deps apt venv lint pam deb test test-unit test-netns test-kernel demo bench clean
 
 all: test
 
@@ -49,6 +50,10 @@ test: deps lint pam
 	@left=$$(ip netns list | grep -c '^vx[tp]' || true); \
 	if [ "$$left" != 0 ]; then echo "FAIL: $$left test namespaces left behind"; exit 1; fi
 	tests/kernel/run
+	tests/packaging/run
+
+deb:
+	packaging/build-deb $(DEB_OUT)
 
 pam:
 	$(MAKE) -C pam_module all check
