@@ -13,7 +13,7 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -156,14 +156,11 @@ def open_fd(name: str) -> int:
     return os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
 
 
-def pids_in(ns_inode: int) -> list[int]:
-    """Processes whose network namespace is the one with this inode."""
-    found = []
+def process_namespaces() -> Iterator[tuple[int, int]]:
+    """(pid, inode of its network namespace) for every process we can see."""
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if os.stat(f"/proc/{entry.name}/ns/net").st_ino == ns_inode:
-                    found.append(int(entry.name))
+                yield int(entry.name), os.stat(f"/proc/{entry.name}/ns/net").st_ino
             except OSError:
                 continue
-    return found

@@ -16,6 +16,7 @@ import pwd
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -390,12 +391,4 @@ def _wait_for_file(path: Path, timeout: float, pid: int) -> None:
 
 def _namespace_users() -> dict[int, int]:
     """How many processes each network namespace (by inode) has."""
-    counts: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ino = os.stat(f"/proc/{entry.name}/ns/net").st_ino
-            except OSError:
-                continue
-            counts[ino] = counts.get(ino, 0) + 1
-    return counts
+    return Counter(ino for _pid, ino in netns.process_namespaces())

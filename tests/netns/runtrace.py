@@ -15,6 +15,8 @@ from pathlib import Path
 from cluster import ENDPOINT_USER, Cluster
 from lan import NETNS_DIR, leftovers
 
+from vxvdex import netns
+
 
 def start_time(pid: int) -> str | None:
     """The start time of a live (not zombie) process, None if there is none:
@@ -36,15 +38,10 @@ def processes_in(prefix: str) -> dict[int, str]:
         except OSError:
             continue
     found = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ino = os.stat(f"/proc/{entry.name}/ns/net").st_ino
-            except OSError:
-                continue
-            started = start_time(int(entry.name))
-            if ino in inodes and started is not None:
-                found[int(entry.name)] = started
+    for pid, ino in netns.process_namespaces():
+        started = start_time(pid) if ino in inodes else None
+        if started is not None:
+            found[pid] = started
     return found
 
 
