@@ -22,13 +22,3 @@ def partial(data: Buffer) -> int:
 def finish(total: int) -> int:
     """The checksum field for a running sum: never 0, so UDP can use it as is."""
     return 0xFFFF - (total % 0xFFFF)
-
-
-def pseudo_v4(addrs: Buffer, proto: int, length: int) -> int:
-    """Sum of the IPv4 pseudo header; addrs are the 8 bytes saddr+daddr."""
-    return partial(addrs) + proto + length
-
-
-def pseudo_v6(addrs: Buffer, proto: int, length: int) -> int:
-    """Sum of the IPv6 pseudo header; addrs are the 32 bytes saddr+daddr."""
-    return partial(addrs) + proto + (length >> 16) + (length & 0xFFFF)

@@ -79,6 +79,7 @@ def open_sockets(spec: Spec, url: urlmod.VxvdeUrl):  # type: ignore[no-untyped-d
 
 
 def write_status(path: Path, status: dict) -> None:
+    """Replace path atomically, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(status))
     tmp.replace(path)

@@ -68,14 +68,6 @@ class MacTable:
                 dropped += 1
         return dropped
 
-    def forget_mac(self, mac: bytes) -> None:
-        """Drop the entry of one MAC (its address refused our datagrams)."""
-        idx = hash(mac) & self.mask
-        entry = self.buckets[idx]
-        if entry is not None and entry[0] == mac:
-            self.buckets[idx] = None
-            self._release(entry[1])
-
     def entries(self, now: float) -> Iterator[tuple[bytes, Address, float]]:
         """Live entries as (mac, address, age in seconds)."""
         for entry in self.buckets:

@@ -136,15 +136,11 @@ def remove(name: str) -> None:
 
 def exists(name: str) -> bool:
     """Whether /run/netns/name is a pinned namespace (not just a file)."""
+    # A pinned namespace file lives on nsfs: its device differs from the directory's.
     try:
-        return os.stat(path_of(name)).st_ino != os.stat(NETNS_RUN_DIR).st_ino and _is_nsfs(name)
+        return os.stat(path_of(name)).st_dev != os.stat(NETNS_RUN_DIR).st_dev
     except OSError:
         return False
-
-
-def _is_nsfs(name: str) -> bool:
-    # A pinned namespace file lives on nsfs: its device differs from the directory's.
-    return os.stat(path_of(name)).st_dev != os.stat(NETNS_RUN_DIR).st_dev
 
 
 def inode(name: str) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from . import url as urlmod
+from .endpoint import write_status
 from .forwarder import Endpoint
 from .tap import Tap, TapError
 from .transport import TransportError, open_transport
@@ -73,13 +74,6 @@ def setup_logging(use_syslog: bool, verbose: bool) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("vxvdex-plug: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-
-
-def write_status(path: Path, status: dict) -> None:
-    """Replace path atomically, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(status, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def install_signals(endpoint: Endpoint) -> int:

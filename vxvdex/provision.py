@@ -47,14 +47,6 @@ def link_up(name: str) -> None:
     tapmod.set_up(name)
 
 
-def link_exists(name: str) -> bool:
-    try:
-        socket.if_nametoindex(name)
-    except OSError:
-        return False
-    return True
-
-
 def ensure_port(port: Port) -> int:
     """Create or attach the persistent tap of `port`, configure it, return an fd."""
     fd = tapmod.attach(port.ifname)
