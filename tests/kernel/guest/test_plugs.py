@@ -147,6 +147,11 @@ def test_frames_flow_within_each_gid(world: kp.World) -> None:
     _ping_pairs(world, pairs)
 
 
+def _status_knowing(leaf: kp.Leaf, macs: set[str]) -> dict | None:
+    st = leaf.read_status()
+    return st if macs <= {p["mac"] for p in st["peers"]} else None
+
+
 def test_interoperates_with_root_vxvde_and_udp_mode(world: kp.World) -> None:
     ours = [world.leaves["py1000"], world.leaves["c1000"]]
     theirs = [world.leaves["r1000v"], world.leaves["r1000p"]]
@@ -154,7 +159,10 @@ def test_interoperates_with_root_vxvde_and_udp_mode(world: kp.World) -> None:
     _ping_pairs(world, pairs)
     # Our Python endpoint learned the root endpoints behind host B's address
     # and reached them by unicast through AF_VXVDEX, without a refused send.
-    st = world.leaves["py1000"].read_status()
+    # The status file is rewritten every second: wait for one written after the pings.
+    wanted = {leaf.mac for leaf in [*theirs, world.leaves["c1000"]]}
+    st = kp.wait_for(lambda: _status_knowing(world.leaves["py1000"], wanted),
+                     what="py1000's status listing the peers it reached")
     peers = {p["mac"]: p for p in st["peers"]}
     for leaf in theirs:
         assert peers[leaf.mac]["address"] == vx.PEER[socket.AF_INET], st["peers"]
