@@ -33,7 +33,7 @@ $(VENV)/.stamp: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login
+	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login bench/pyfloor
 	$(VENV)/bin/mypy vxvdex
 
 test-unit: venv

@@ -1,8 +1,11 @@
-"""Receive-side TCP segment merging: many wire frames, one tap write.
+"""Receive-side merging: many wire frames, one tap write.
 
 Consecutive in-order segments of one IPv4 TCP flow are handed to the tap as
 one TSO super-frame (IFF_VNET_HDR, gso_type TCPV4), which the namespace's
-stack takes in one go, as if a NIC had done GRO.
+stack takes in one go, as if a NIC had done GRO. Runs of equal-sized IPv4
+UDP datagrams of one flow become one USO super-frame (gso_type UDP_L4,
+Linux 6.2 and later), which the stack cuts back into the same datagrams;
+kernels that refuse it get the datagrams one by one, and a note in the log.
 
 Integrity stays end to end. Datagrams that reached us in a UDP GRO batch
 had their (non-zero) UDP checksums verified by the kernel, which only
@@ -18,11 +21,15 @@ a zero (unverified) outer UDP checksum cannot smuggle a corrupt segment in.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import struct
 
 from .checksum import finish, partial
-from .tap import GSO_TCPV4, VNET_HDR, VNET_PLAIN
+from .tap import GSO_TCPV4, GSO_UDP_L4, VNET_HDR, VNET_PLAIN
+
+log = logging.getLogger("vxvdex.endpoint")
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -36,6 +43,10 @@ ETH, TH = 14, 34
 # MACs, ethertype, version+IHL, TOS, total length, fragment field, TTL,
 # protocol, addresses+ports, seq, ack, data offset, flags: bytes 0-47.
 _SEG = struct.Struct("!12sHBBH2xHBB2x12sI4sBB")
+# The same up to the ports, then the UDP length: bytes 0-39.
+_DGRAM = struct.Struct("!12sHBBH2xHBB2x12sH")
+UDP_HLEN = ETH + 20 + 8
+USO_MAX_SEGS = 64  # UDP_MAX_SEGMENTS
 
 
 class Run:
@@ -98,13 +109,39 @@ class Run:
         return bytes(h)
 
 
+class UdpRun:
+    """Datagrams of one flow, all of one size but for a shorter last one,
+    waiting to be written as one USO super-frame."""
+
+    __slots__ = ("closed", "first", "frames", "key", "size", "total")
+
+    def __init__(self, frame: memoryview, key: tuple, size: int) -> None:
+        self.first = frame
+        self.key = key
+        self.size = self.total = size
+        self.frames = [frame]  # whole, for a kernel that refuses the super-frame
+        self.closed = False
+
+    def header(self) -> bytes:
+        """Ethernet, IPv4 and UDP headers of the super-frame; the UDP checksum
+        field holds the pseudo-header sum (NEEDS_CSUM), lengths span it all."""
+        h = bytearray(self.first[:UDP_HLEN])
+        _U16.pack_into(h, 16, 28 + self.total)
+        _U16.pack_into(h, 24, 0)
+        _U16.pack_into(h, 24, finish(partial(h[ETH:ETH + 20])))
+        _U16.pack_into(h, 38, 8 + self.total)
+        _U16.pack_into(h, 40, (partial(h[26:34]) + 17 + 8 + self.total) % 0xFFFF)
+        return bytes(h)
+
+
 class Merger:
     """Collects frames bound for the tap and writes them, merged where possible."""
 
     def __init__(self, tap_fd: int, enabled: bool = True) -> None:
         self.fd = tap_fd
         self.enabled = enabled
-        self.run: Run | None = None
+        self.run: Run | UdpRun | None = None
+        self.uso = True  # until the kernel refuses a UDP_L4 super-frame
         self.writes = 0
         self.merged = 0
         self.errors = 0
@@ -113,7 +150,10 @@ class Merger:
         """Queue one frame; frames of other flows or kinds flush the queue.
         verified: the kernel checked this datagram's non-zero UDP checksum."""
         if len(frame) < 54 or frame[23] != 6 or not self.enabled:  # not TCP (at IPv4's offset)
-            self.single(frame)
+            if verified and self.uso and self.enabled and len(frame) > UDP_HLEN and frame[23] == 17:
+                self.add_datagram(frame)
+            else:
+                self.single(frame)
             return
         macs, etype, vihl, tos, tot, frag, ttl, proto, flow, seq, ack, doff, flags = _SEG.unpack_from(frame)
         thlen = (doff >> 4) << 2
@@ -123,7 +163,7 @@ class Merger:
             self.single(frame)
             return
         run = self.run
-        if (run is not None and flow == run.flow and seq == run.next_seq and run.last_len == run.mss
+        if (isinstance(run, Run) and flow == run.flow and seq == run.next_seq and run.last_len == run.mss
                 and verified == run.verified
                 and plen <= run.mss and ack == run.ack and macs == run.macs
                 and (tos << 8 | ttl) == run.tosttl and run.total + plen + TH + thlen <= IP_MAX
@@ -149,6 +189,27 @@ class Merger:
         if run.push:
             self.flush()
 
+    def add_datagram(self, frame: memoryview) -> None:
+        """Queue one UDP datagram whose outer UDP checksum the kernel verified:
+        only those may be handed over as checksum-valid."""
+        macs, etype, vihl, tos, tot, frag, ttl, _proto, flow, ulen = _DGRAM.unpack_from(frame)
+        size = ulen - 8
+        if (etype != 0x0800 or vihl != 0x45 or frag & 0x3FFF or tot + ETH != len(frame)
+                or ulen != tot - 20 or partial(frame[ETH:ETH + 20]) != 0):
+            self.single(frame)  # as it came: the kernel judges (and drops) a bad header
+            return
+        key = (macs, flow, tos, frag, ttl)
+        run = self.run
+        if (isinstance(run, UdpRun) and key == run.key and not run.closed and size <= run.size
+                and len(run.frames) < USO_MAX_SEGS and run.total + size + 28 <= IP_MAX):
+            run.frames.append(frame)
+            run.total += size
+            run.closed = size < run.size
+            return
+        if run is not None:
+            self.flush()
+        self.run = UdpRun(frame, key, size)
+
     def single(self, frame: memoryview) -> None:
         """Write one frame as it is, after what is queued."""
         if self.run is not None:
@@ -159,6 +220,9 @@ class Merger:
         """Write what is queued."""
         run, self.run = self.run, None
         if run is None:
+            return
+        if isinstance(run, UdpRun):
+            self.flush_datagrams(run)
             return
         if len(run.payloads) == 1:
             self._write([VNET_PLAIN, run.first])
@@ -171,10 +235,28 @@ class Merger:
         self.merged += len(run.payloads)
         self._write([vnet, hdr, *run.payloads])
 
-    def _write(self, parts: list) -> None:
+    def flush_datagrams(self, run: UdpRun) -> None:
+        frames = run.frames
+        if len(frames) > 1:
+            vnet = VNET_HDR.pack(F_NEEDS_CSUM, GSO_UDP_L4, UDP_HLEN, run.size, ETH + 20, 6)
+            if self._write([vnet, run.header(), *[f[UDP_HLEN:] for f in frames]]) != errno.EINVAL:
+                self.merged += len(frames)
+                return
+            # Linux before 6.2 knows no UDP_L4 super-frames: one write per datagram.
+            self.errors -= 1
+            self.uso = False
+            log.info("this kernel's tap takes no UDP super-frames (Linux 6.2+): "
+                     "UDP datagrams are written one by one")
+        for frame in frames:
+            self._write([VNET_PLAIN, frame])
+
+    def _write(self, parts: list) -> int:
+        """Write; 0, or the errno of a refusal (counted)."""
         try:
             os.writev(self.fd, parts)
-            self.writes += 1
-        except OSError:
+        except OSError as err:
             # The tap refuses what its stack cannot take (down, gone): count it.
             self.errors += 1
+            return err.errno or -1
+        self.writes += 1
+        return 0

@@ -59,7 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="largest frame delivered to the tap, without the Ethernet header (default: "
                         "the tap's MTU, followed while the tap stays in this namespace)")
     p.add_argument("--no-merge", action="store_true",
-                   help="write every received frame on its own instead of merging TCP segments")
+                   help="write every received frame on its own instead of merging TCP segments "
+                        "and UDP datagrams")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     p.add_argument("--version", action="version", version=f"vxvdex-plug {__version__}")
     return p.parse_args(argv)

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Receive the marked UDP datagrams of udpsend.py and check each one.
+
+  udprecv.py PORT COUNT MARKER SIZE [TIMEOUT]
+
+Prints "ready" once bound, then, when COUNT datagrams came or TIMEOUT
+seconds passed without one, a JSON line: how many arrived intact, damaged
+(wrong size, marker or padding), or twice.
+"""
+
+import json
+import socket
+import sys
+
+SO_RCVBUFFORCE = 33
+
+
+def main(port: int, count: int, marker: bytes, size: int, timeout: float) -> None:
+    seen: set[int] = set()
+    damaged = duplicates = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        # Room for every datagram, whatever rmem_max says (we are root): a slow
+        # reader (a qemu guest under TCG) must not turn into lost datagrams.
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
+        s.bind(("0.0.0.0", port))
+        s.settimeout(timeout)
+        print("ready", flush=True)
+        while len(seen) < count:
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                break
+            index = data[len(marker):len(marker) + 6]
+            if (len(data) != size or not data.startswith(marker) or not index.isdigit()
+                    or data[len(marker) + 6:].strip(b".")):
+                damaged += 1
+            elif int(index) in seen:
+                duplicates += 1
+            else:
+                seen.add(int(index))
+    print(json.dumps({"intact": len(seen), "damaged": damaged, "duplicates": duplicates}), flush=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4]),
+         float(sys.argv[5]) if len(sys.argv) > 5 else 5.0)
