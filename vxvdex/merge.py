@@ -1,8 +1,9 @@
 """Receive-side merging: many wire frames, one tap write.
 
-Consecutive in-order segments of one IPv4 TCP flow are handed to the tap as
-one TSO super-frame (IFF_VNET_HDR, gso_type TCPV4), which the namespace's
-stack takes in one go, as if a NIC had done GRO. Runs of equal-sized IPv4
+Consecutive in-order segments of one TCP flow (IPv4 or IPv6, no IP options
+or extension headers) are handed to the tap as one TSO super-frame
+(IFF_VNET_HDR, gso_type TCPV4 or TCPV6), which the namespace's stack takes
+in one go, as if a NIC had done GRO. Runs of equal-sized IPv4
 UDP datagrams of one flow become one USO super-frame (gso_type UDP_L4,
 Linux 6.2 and later), which the stack cuts back into the same datagrams;
 kernels that refuse it get the datagrams one by one, and a note in the log.
@@ -27,7 +28,7 @@ import os
 import struct
 
 from .checksum import finish, partial
-from .tap import GSO_TCPV4, GSO_UDP_L4, VNET_HDR, VNET_PLAIN
+from .tap import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR, VNET_PLAIN
 
 log = logging.getLogger("vxvdex.endpoint")
 
@@ -36,13 +37,17 @@ _U32 = struct.Struct("!I")
 TCP_ACK, TCP_PSH = 0x10, 0x08
 F_NEEDS_CSUM = 1  # virtio-net header flag: CHECKSUM_PARTIAL at csum_start + csum_offset
 IP_MAX = 65535
-# Ethernet + IPv4 header without options; TCP header at a fixed offset.
-ETH, TH = 14, 34
+# Ethernet + IPv4 header without options, or + IPv6 header without
+# extension headers: the TCP header's offset.
+ETH, TH, TH6 = 14, 34, 54
 
 
 # MACs, ethertype, version+IHL, TOS, total length, fragment field, TTL,
 # protocol, addresses+ports, seq, ack, data offset, flags: bytes 0-47.
 _SEG = struct.Struct("!12sHBBH2xHBB2x12sI4sBB")
+# IPv6: MACs, ethertype, version+class+label, payload length, next header,
+# hop limit, addresses+ports, seq, ack, data offset, flags: bytes 0-67.
+_SEG6 = struct.Struct("!12sHIHBB36sI4sBB")
 # The same up to the ports, then the UDP length: bytes 0-39.
 _DGRAM = struct.Struct("!12sHBBH2xHBB2x12sH")
 UDP_HLEN = ETH + 20 + 8
@@ -57,6 +62,7 @@ class Run:
         "first",
         "flow",
         "hsum",
+        "l3key",
         "last_len",
         "macs",
         "mss",
@@ -65,47 +71,53 @@ class Run:
         "payloads",
         "push",
         "tcplen_sum",
+        "th",
         "thlen",
-        "tosttl",
         "total",
         "verified",
         "window",
     )
 
-    def __init__(self, frame: memoryview, macs: bytes, flow: bytes, ack: bytes, tosttl: int,
+    def __init__(self, frame: memoryview, th: int, macs: bytes, flow: bytes, ack: bytes, l3key: int,
                  thlen: int, plen: int, seq: int, flags: int, verified: bool) -> None:
         self.first = frame
-        self.macs, self.flow, self.ack, self.tosttl = macs, flow, ack, tosttl
+        self.th = th
+        self.macs, self.flow, self.ack, self.l3key = macs, flow, ack, l3key
         self.thlen = thlen
-        self.opts = bytes(frame[54:TH + thlen])
+        self.opts = bytes(frame[th + 20:th + thlen])
         self.mss = self.last_len = self.total = plen
-        self.payloads = [frame[TH + thlen:]]
+        self.payloads = [frame[th + thlen:]]
         self.next_seq = (seq + plen) & 0xFFFFFFFF
         self.verified = verified
-        self.hsum = 0 if verified else partial(frame[TH:TH + thlen])
+        self.hsum = 0 if verified else partial(frame[th:th + thlen])
         self.tcplen_sum = thlen + plen
-        self.window = frame[48:50]
+        self.window = frame[th + 14:th + 16]
         self.push = flags & TCP_PSH
 
     def header(self) -> bytes:
-        """Ethernet, IPv4 and TCP headers of the merged super-frame."""
-        h = bytearray(self.first[:TH + self.thlen])
-        _U16.pack_into(h, 16, 20 + self.thlen + self.total)
-        _U16.pack_into(h, 24, 0)
-        _U16.pack_into(h, 24, finish(partial(h[ETH:TH])))
-        h[47] |= self.push
-        h[48:50] = self.window
-        addr_sum = partial(h[26:34]) + 6
+        """Ethernet, IP and TCP headers of the merged super-frame."""
+        th = self.th
+        h = bytearray(self.first[:th + self.thlen])
+        if th == TH:
+            _U16.pack_into(h, 16, 20 + self.thlen + self.total)
+            _U16.pack_into(h, 24, 0)
+            _U16.pack_into(h, 24, finish(partial(h[ETH:TH])))
+            addr_sum = partial(h[26:34]) + 6
+        else:  # IPv6: a payload length, no header checksum
+            _U16.pack_into(h, 18, self.thlen + self.total)
+            addr_sum = partial(h[22:54]) + 6
+        h[th + 13] |= self.push
+        h[th + 14:th + 16] = self.window
         if self.verified:  # CHECKSUM_PARTIAL: the field holds the pseudo-header sum
-            _U16.pack_into(h, TH + 16, (addr_sum + self.thlen + self.total) % 0xFFFF)
+            _U16.pack_into(h, th + 16, (addr_sum + self.thlen + self.total) % 0xFFFF)
             return bytes(h)
-        _U16.pack_into(h, TH + 16, 0)
+        _U16.pack_into(h, th + 16, 0)
         count = len(self.payloads)
         # Sum of every segment's payload, from its header and checksum field:
         # payload_i = -(pseudo_i + header_i) for a segment that was valid.
         payload_sum = -(count * addr_sum + self.tcplen_sum + self.hsum)
-        total = addr_sum + self.thlen + self.total + partial(h[TH:]) + payload_sum
-        _U16.pack_into(h, TH + 16, finish(total))
+        total = addr_sum + self.thlen + self.total + partial(h[th:]) + payload_sum
+        _U16.pack_into(h, th + 16, finish(total))
         return bytes(h)
 
 
@@ -149,8 +161,14 @@ class Merger:
     def add(self, frame: memoryview, verified: bool = False) -> None:
         """Queue one frame; frames of other flows or kinds flush the queue.
         verified: the kernel checked this datagram's non-zero UDP checksum."""
-        if len(frame) < 54 or frame[23] != 6 or not self.enabled:  # not TCP (at IPv4's offset)
-            if verified and self.uso and self.enabled and len(frame) > UDP_HLEN and frame[23] == 17:
+        if not self.enabled or len(frame) <= UDP_HLEN:
+            self.single(frame)
+            return
+        if frame[12] == 0x86 and frame[13] == 0xDD:
+            self.add_segment6(frame, verified)
+            return
+        if len(frame) < 54 or frame[23] != 6:  # not TCP (at IPv4's offset)
+            if verified and self.uso and frame[23] == 17:
                 self.add_datagram(frame)
             else:
                 self.single(frame)
@@ -162,30 +180,49 @@ class Merger:
                 or tot + ETH != len(frame) or thlen < 20 or plen <= 0):
             self.single(frame)
             return
+        self.queue(frame, TH, macs, flow, ack, tos << 8 | ttl, thlen, plen, seq, flags, verified)
+
+    def add_segment6(self, frame: memoryview, verified: bool) -> None:
+        """The IPv6 counterpart of add()'s TCP part."""
+        if len(frame) < TH6 + 20:
+            self.single(frame)
+            return
+        macs, _etype, vcl, paylen, nexthdr, hops, flow, seq, ack, doff, flags = _SEG6.unpack_from(frame)
+        thlen = (doff >> 4) << 2
+        plen = paylen - thlen
+        if (vcl >> 28 != 6 or nexthdr != 6 or flags & 0xF7 != TCP_ACK or paylen + TH6 != len(frame)
+                or thlen < 20 or plen <= 0):
+            self.single(frame)
+            return
+        self.queue(frame, TH6, macs, flow, ack, vcl << 8 | hops, thlen, plen, seq, flags, verified)
+
+    def queue(self, frame: memoryview, th: int, macs: bytes, flow: bytes, ack: bytes, l3key: int,
+              thlen: int, plen: int, seq: int, flags: int, verified: bool) -> None:
+        """Add a TCP segment (TCP header at `th`) to the run, or start a new run."""
         run = self.run
         if (isinstance(run, Run) and flow == run.flow and seq == run.next_seq and run.last_len == run.mss
                 and verified == run.verified
                 and plen <= run.mss and ack == run.ack and macs == run.macs
-                and (tos << 8 | ttl) == run.tosttl and run.total + plen + TH + thlen <= IP_MAX
-                and thlen == run.thlen and (thlen == 20 or frame[54:TH + thlen] == run.opts)):
-            run.payloads.append(frame[TH + thlen:])
+                and l3key == run.l3key and run.total + plen + th + thlen <= IP_MAX
+                and thlen == run.thlen and (thlen == 20 or frame[th + 20:th + thlen] == run.opts)):
+            run.payloads.append(frame[th + thlen:])
             run.next_seq = (seq + plen) & 0xFFFFFFFF
             run.last_len = plen
             run.total += plen
             if not verified:
-                run.hsum += partial(frame[TH:TH + thlen])
+                run.hsum += partial(frame[th:th + thlen])
             run.tcplen_sum += thlen + plen
-            run.window = frame[48:50]
+            run.window = frame[th + 14:th + 16]
             run.push = flags & TCP_PSH
         else:
             if run is not None:
                 self.flush()
             # An odd MSS would shift later payloads off the 16-bit grid, and a
             # bad IP header must reach the kernel as it came, to be dropped there.
-            if plen & 1 or partial(frame[ETH:TH]) != 0:
+            if plen & 1 or (th == TH and partial(frame[ETH:TH]) != 0):
                 self.single(frame)
                 return
-            self.run = run = Run(frame, macs, flow, ack, tos << 8 | ttl, thlen, plen, seq, flags, verified)
+            self.run = run = Run(frame, th, macs, flow, ack, l3key, thlen, plen, seq, flags, verified)
         if run.push:
             self.flush()
 
@@ -228,10 +265,11 @@ class Merger:
             self._write([VNET_PLAIN, run.first])
             return
         hdr = run.header()
+        gso = GSO_TCPV4 if run.th == TH else GSO_TCPV6
         if run.verified:
-            vnet = VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, TH + run.thlen, run.mss, TH, 16)
+            vnet = VNET_HDR.pack(F_NEEDS_CSUM, gso, run.th + run.thlen, run.mss, run.th, 16)
         else:
-            vnet = VNET_HDR.pack(0, GSO_TCPV4, TH + run.thlen, run.mss, 0, 0)
+            vnet = VNET_HDR.pack(0, gso, run.th + run.thlen, run.mss, 0, 0)
         self.merged += len(run.payloads)
         self._write([vnet, hdr, *run.payloads])
 

@@ -26,6 +26,7 @@ VNET_HDR_LEN = 10
 VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 VNET_PLAIN = bytes(VNET_HDR_LEN)
 GSO_TCPV4 = 1
+GSO_TCPV6 = 4
 GSO_UDP_L4 = 5  # USO: Linux 6.2 and later
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCGIFMTU, SIOCSIFMTU = 0x8921, 0x8922
