@@ -19,8 +19,8 @@ groups) on taps that root made for them (`ip tuntap add ... user UID`);
 plugin is installed in vdeplug's plugin directory of the guest's throw-away
 overlay (vdeplug_vxvdex/Makefile's install target). Also here: the plugin
 over IPv6, the fallback to the group when the module refuses a unicast
-send (both data planes), and the plugin's refusals (grp=/vni= of another
-group, root).
+send (both data planes), the plugin's refusals (grp=/vni= of another
+group, root), and qemu's vde network backend on vxvdex:// run by a user.
 """
 
 from __future__ import annotations
@@ -281,6 +281,36 @@ def test_plugin_over_ipv6(lan: vx.Lan, users: dict[int, kp.User], plugin: Path) 
         _ping_pairs(w, [(a, b) for a in leaves for b in leaves if a is not b])
         # over IPv6 indeed: host B received our endpoints' datagrams as UDPv6
         assert _udp6_in(vx.PEER_NS) - before >= 4
+    finally:
+        w.close()
+
+
+def test_qemu_nic_on_vxvdex_reaches_its_users_vlan_only(lan: vx.Lan, users: dict[int, kp.User],
+                                                        plugin: Path) -> None:
+    """`qemu -netdev vde,sock=vxvdex://` run by a user puts the VM's network on
+    the VLAN of the user's gid, with the user's and root's endpoints there,
+    and on no other; a VLAN of another gid is refused at start."""
+    w = kp.World("vxkq-")
+    try:
+        u0, u1 = users[1000], users[1001]
+        vm, same, root, other = w.leaves_started([
+            dict(name="vm", kind="qemu", url="vxvdex://", vlan=1000, addr="198.51.100.121",
+                 mac=_mac(0x71), user=u0),
+            dict(name="same", kind="vde_plug", url="vxvdex://", vlan=1000, addr="198.51.100.122",
+                 mac=_mac(0x72), user=u0, plug_ns=True),
+            dict(name="root", kind="vde_plug", url="vxvde:///grp=1000", vlan=1000,
+                 addr="198.51.100.124", mac=_mac(0x74), user=None, plug_ns=vx.PEER_NS),
+            dict(name="other", kind="vde_plug", url="vxvdex://", vlan=1001, addr="198.51.100.123",
+                 mac=_mac(0x73), user=u1, plug_ns=True),
+        ])
+        ident = kp.proc_identity(vm.proc.pid)
+        assert ident["Uid"].split()[0] == str(u0.uid) and ident["CapEff"] == NOCAPS, ident
+        _ping_pairs(w, [(vm, same), (same, vm), (vm, root), (root, vm)])
+        got = kp.ping_all([(vm, other.addr), (other, vm.addr)], count=1, wait=1)
+        assert not any(got.values()), got
+        refused = subprocess.run(kp.as_user(u0, kp.qemu_command("vxvdex:///grp=1001")),
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "grp=1001 refused" in refused.stderr, refused.stderr
     finally:
         w.close()
 

@@ -52,6 +52,19 @@ def plug_command() -> list[str]:
     return [sys.executable, "-m", "vxvdex.plug"]
 
 
+def qemu_command(url: str, tap: str | None = None) -> list[str]:
+    """A VM's network without the VM: qemu's vde backend on `url` (vdeplug's
+    plugins, ours for vxvdex://) joined through an emulated hub to the tap
+    (the VM side), if any. `-machine none` runs no guest code, only backends."""
+    cmd = ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
+           "-netdev", f"vde,id=lan,sock={url}"]
+    if tap:
+        cmd += ["-netdev", f"tap,id=vm,ifname={tap},script=no,downscript=no",
+                "-netdev", "hubport,id=p0,hubid=0,netdev=vm",
+                "-netdev", "hubport,id=p1,hubid=0,netdev=lan"]
+    return cmd
+
+
 def sh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if check and r.returncode:
@@ -237,7 +250,7 @@ class Leaf:
     addr: str
     mac: str
     vlan: int
-    kind: str                  # "vxvdex-plug" or "vde_plug"
+    kind: str                  # "vxvdex-plug", "vde_plug" or "qemu"
     user: User | None          # None: root
     proc: Proc
     status: Path | None = None
@@ -304,6 +317,8 @@ class World:
         if kind == "vxvdex-plug":
             status = self.tmp / f"{name}.json"
             cmd = [*plug_command(), "--status", str(status), *extra, url, f"tap://{tap}"]
+        elif kind == "qemu":
+            cmd = qemu_command(url, tap)
         else:
             cmd = ["vde_plug", *extra, url, f"tap://{tap}"]
         env = dict(os.environ, HOME="/nonexistent" if user else "/root")
