@@ -6,7 +6,7 @@ As a script (run inside the interface's namespace):
     capture.py IFNAME OUTFILE [SNAPLEN]
 
 prints "ready" once the socket is bound, then records each frame as
-(direction, real length, first SNAPLEN bytes) until SIGTERM, drains what is
+(direction, real length, first SNAPLEN bytes, by default all of it) until SIGTERM, drains what is
 still queued and exits 0. As a module, `Capture` starts it on a LAN and
 `Frame` reads the records back.
 """
@@ -29,6 +29,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4   # sll_pkttype of a frame the namespace sent out of the interface
 SO_RCVBUFFORCE = 33
 RECORD = struct.Struct("<BI H")   # pkttype, real length, stored length
+SNAP = 65535  # whole frames, super-frames too: every datagram in them is seen
 HERE = Path(__file__).resolve()
 
 
@@ -94,6 +95,12 @@ class Frame:
         return self.ethertype == 0x86DD and len(d) >= 21 and d[20] == 44  # fragment header
 
 
+def carried(frames: list[Frame], marker: bytes) -> int:
+    """How many marked datagrams these frames carry: a super-frame (the
+    endpoint merges runs of one flow, as GRO does) carries several."""
+    return sum(f.data.count(marker) for f in frames)
+
+
 def incoming_with(marker: bytes) -> Callable[[Frame], bool]:
     """A predicate: a frame that came in through the interface and carries marker."""
     return lambda f: f.incoming and marker in f.data
@@ -115,7 +122,7 @@ def read_records(path: Path) -> list[Frame]:
 class Capture:
     """A capture running in `ns` on `ifname`; started ready, ended by stop()."""
 
-    def __init__(self, lan: Lan, ns: str, ifname: str, path: Path, snap: int = 256) -> None:
+    def __init__(self, lan: Lan, ns: str, ifname: str, path: Path, snap: int = SNAP) -> None:
         self.lan, self.path = lan, path
         self.proc = lan.spawn(ns, sys.executable, str(HERE), ifname, str(path), str(snap), capture=True)
         assert self.proc.stdout is not None
@@ -181,4 +188,4 @@ def main(ifname: str, out: str, snap: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 256))
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else SNAP))
