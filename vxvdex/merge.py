@@ -3,10 +3,10 @@
 Consecutive in-order segments of one TCP flow (IPv4 or IPv6, no IP options
 or extension headers) are handed to the tap as one TSO super-frame
 (IFF_VNET_HDR, gso_type TCPV4 or TCPV6), which the namespace's stack takes
-in one go, as if a NIC had done GRO. Runs of equal-sized IPv4
-UDP datagrams of one flow become one USO super-frame (gso_type UDP_L4,
-Linux 6.2 and later), which the stack cuts back into the same datagrams;
-kernels that refuse it get the datagrams one by one, and a note in the log.
+in one go, as if a NIC had done GRO. Runs of equal-sized UDP datagrams of
+one flow (IPv4 or IPv6) become one USO super-frame (gso_type UDP_L4, Linux
+6.2 and later), which the stack cuts back into the same datagrams; kernels
+that refuse it get the datagrams one by one, and a note in the log.
 
 Integrity stays end to end. Datagrams that reached us in a UDP GRO batch
 had their (non-zero) UDP checksums verified by the kernel, which only
@@ -48,8 +48,9 @@ _SEG = struct.Struct("!12sHBBH2xHBB2x12sI4sBB")
 # IPv6: MACs, ethertype, version+class+label, payload length, next header,
 # hop limit, addresses+ports, seq, ack, data offset, flags: bytes 0-67.
 _SEG6 = struct.Struct("!12sHIHBB36sI4sBB")
-# The same up to the ports, then the UDP length: bytes 0-39.
+# The same up to the ports, then the UDP length: bytes 0-39 (IPv4), 0-59 (IPv6).
 _DGRAM = struct.Struct("!12sHBBH2xHBB2x12sH")
+_DGRAM6 = struct.Struct("!12sHIHBB36sH")
 UDP_HLEN = ETH + 20 + 8
 USO_MAX_SEGS = 64  # UDP_MAX_SEGMENTS
 
@@ -125,24 +126,31 @@ class UdpRun:
     """Datagrams of one flow, all of one size but for a shorter last one,
     waiting to be written as one USO super-frame."""
 
-    __slots__ = ("closed", "first", "frames", "key", "size", "total")
+    __slots__ = ("closed", "first", "frames", "key", "l4", "size", "total")
 
-    def __init__(self, frame: memoryview, key: tuple, size: int) -> None:
+    def __init__(self, frame: memoryview, l4: int, key: tuple, size: int) -> None:
         self.first = frame
+        self.l4 = l4  # where the UDP header starts: after IPv4's or IPv6's
         self.key = key
         self.size = self.total = size
         self.frames = [frame]  # whole, for a kernel that refuses the super-frame
         self.closed = False
 
     def header(self) -> bytes:
-        """Ethernet, IPv4 and UDP headers of the super-frame; the UDP checksum
+        """Ethernet, IP and UDP headers of the super-frame; the UDP checksum
         field holds the pseudo-header sum (NEEDS_CSUM), lengths span it all."""
-        h = bytearray(self.first[:UDP_HLEN])
-        _U16.pack_into(h, 16, 28 + self.total)
-        _U16.pack_into(h, 24, 0)
-        _U16.pack_into(h, 24, finish(partial(h[ETH:ETH + 20])))
-        _U16.pack_into(h, 38, 8 + self.total)
-        _U16.pack_into(h, 40, (partial(h[26:34]) + 17 + 8 + self.total) % 0xFFFF)
+        l4, ulen = self.l4, 8 + self.total
+        h = bytearray(self.first[:l4 + 8])
+        if l4 == TH:
+            _U16.pack_into(h, 16, 20 + ulen)
+            _U16.pack_into(h, 24, 0)
+            _U16.pack_into(h, 24, finish(partial(h[ETH:TH])))
+            addr_sum = partial(h[26:34])
+        else:  # IPv6
+            _U16.pack_into(h, 18, ulen)
+            addr_sum = partial(h[22:54])
+        _U16.pack_into(h, l4 + 4, ulen)
+        _U16.pack_into(h, l4 + 6, (addr_sum + 17 + ulen) % 0xFFFF)
         return bytes(h)
 
 
@@ -183,7 +191,10 @@ class Merger:
         self.queue(frame, TH, macs, flow, ack, tos << 8 | ttl, thlen, plen, seq, flags, verified)
 
     def add_segment6(self, frame: memoryview, verified: bool) -> None:
-        """The IPv6 counterpart of add()'s TCP part."""
+        """The IPv6 counterpart of add()'s TCP part (and of its UDP part)."""
+        if verified and self.uso and len(frame) > TH6 + 8 and frame[20] == 17:
+            self.add_datagram6(frame)
+            return
         if len(frame) < TH6 + 20:
             self.single(frame)
             return
@@ -235,17 +246,28 @@ class Merger:
                 or ulen != tot - 20 or partial(frame[ETH:ETH + 20]) != 0):
             self.single(frame)  # as it came: the kernel judges (and drops) a bad header
             return
-        key = (macs, flow, tos, frag, ttl)
+        self.queue_datagram(frame, TH, (macs, flow, tos, frag, ttl), size)
+
+    def add_datagram6(self, frame: memoryview) -> None:
+        """The IPv6 counterpart of add_datagram (no extension headers)."""
+        macs, _etype, vcl, paylen, _nexthdr, hops, flow, ulen = _DGRAM6.unpack_from(frame)
+        if vcl >> 28 != 6 or paylen + TH6 != len(frame) or ulen != paylen:
+            self.single(frame)
+            return
+        self.queue_datagram(frame, TH6, (macs, flow, vcl, hops), ulen - 8)
+
+    def queue_datagram(self, frame: memoryview, l4: int, key: tuple, size: int) -> None:
+        """Add a datagram (UDP header at `l4`) to the run, or start a new run."""
         run = self.run
         if (isinstance(run, UdpRun) and key == run.key and not run.closed and size <= run.size
-                and len(run.frames) < USO_MAX_SEGS and run.total + size + 28 <= IP_MAX):
+                and len(run.frames) < USO_MAX_SEGS and run.total + size + l4 - ETH + 8 <= IP_MAX):
             run.frames.append(frame)
             run.total += size
             run.closed = size < run.size
             return
         if run is not None:
             self.flush()
-        self.run = UdpRun(frame, key, size)
+        self.run = UdpRun(frame, l4, key, size)
 
     def single(self, frame: memoryview) -> None:
         """Write one frame as it is, after what is queued."""
@@ -276,8 +298,9 @@ class Merger:
     def flush_datagrams(self, run: UdpRun) -> None:
         frames = run.frames
         if len(frames) > 1:
-            vnet = VNET_HDR.pack(F_NEEDS_CSUM, GSO_UDP_L4, UDP_HLEN, run.size, ETH + 20, 6)
-            if self._write([vnet, run.header(), *[f[UDP_HLEN:] for f in frames]]) != errno.EINVAL:
+            l4 = run.l4
+            vnet = VNET_HDR.pack(F_NEEDS_CSUM, GSO_UDP_L4, l4 + 8, run.size, l4, 6)
+            if self._write([vnet, run.header(), *[f[l4 + 8:] for f in frames]]) != errno.EINVAL:
                 self.merged += len(frames)
                 return
             # Linux before 6.2 knows no UDP_L4 super-frames: one write per datagram.

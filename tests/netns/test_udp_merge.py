@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from endpoints import addr, overlay, pings, plug
 from lan import REPO, Lan
 from observe import ip_counters, next_status, send_udp
@@ -21,17 +22,20 @@ def uso_kernel() -> bool:
     return (major, minor) >= (6, 2)
 
 
-def test_udp_bursts_arrive_whole_and_merged(lan: Lan, logs: Path) -> None:
+@pytest.mark.parametrize("inner", ["v4", "v6"])
+def test_udp_bursts_arrive_whole_and_merged(lan: Lan, logs: Path, inner: str) -> None:
     status_file = logs / "status.json"
+    v6 = inner == "v6"
     leaves = [lan.leaf(i, f"u{i}", plug("vxvde:///grp=1000", f"t{i}",
                                         *(("--status", str(status_file)) if i == 2 else ())),
-                       [overlay(0, i)], log=logs / f"plug{i}.log")[0] for i in (1, 2)]
-    assert pings(lan, leaves[0], addr(overlay(0, 2)))
+                       [overlay(0, i, v6)], log=logs / f"plug{i}.log")[0] for i in (1, 2)]
+    target = addr(overlay(0, 2, v6))
+    assert pings(lan, leaves[0], target)
     before = next_status(status_file)["counters"]
     receiver = lan.spawn(leaves[1], sys.executable, UDPRECV, "5300", str(COUNT), "UDPM", str(SIZE),
                          capture=True)
     assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
-    send_udp(lan, leaves[0], addr(overlay(0, 2)), 5300, COUNT, b"UDPM", SIZE)
+    send_udp(lan, leaves[0], target, 5300, COUNT, b"UDPM", SIZE)
     result = json.loads(receiver.stdout.readline())
     receiver.wait(10)
     after = next_status(status_file)["counters"]

@@ -18,11 +18,12 @@ SO_RCVBUFFORCE = 33
 def main(port: int, count: int, marker: bytes, size: int, timeout: float) -> None:
     seen: set[int] = set()
     damaged = duplicates = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:  # IPv4 too (dual stack)
         # Room for every datagram, whatever rmem_max says (we are root): a slow
         # reader (a qemu guest under TCG) must not turn into lost datagrams.
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
-        s.bind(("0.0.0.0", port))
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
         s.settimeout(timeout)
         print("ready", flush=True)
         while len(seen) < count:

@@ -285,3 +285,28 @@ def test_ipv6_runs_split_on_hop_limit_and_extension_headers(tap) -> None:  # typ
     got = written(out)
     assert [len(w) - 10 for w in got] == [len(frames[0]), len(frames[1]) + 1000, len(frames[3])]
     assert got[2][10:] == frames[3]
+
+
+def datagram6(payload: bytes, sport: int = 1000) -> bytes:
+    udp = bytearray(struct.pack("!HHHH", sport, 2000, 8 + len(payload), 0))
+    ip = struct.pack("!IHBB16s16s", 6 << 28, 8 + len(payload), 17, 64, SRC6, DST6)
+    pseudo = SRC6 + DST6 + struct.pack("!I", 8 + len(payload)) + bytes([0, 0, 0, 17])
+    struct.pack_into("!H", udp, 6, finish(partial(pseudo + udp + payload)))
+    return MACS + b"\x86\xdd" + ip + bytes(udp) + payload
+
+
+def test_verified_ipv6_datagrams_become_one_uso_super_frame(tap) -> None:  # type: ignore[no-untyped-def]
+    m, out = tap
+    payloads = [os.urandom(100) for _ in range(5)] + [os.urandom(30)]
+    feed_verified(m, [datagram6(p) for p in payloads] + [datagram6(payloads[0], sport=1001)])
+    w, other = written(out)
+    assert VNET_HDR.unpack_from(w) == (1, GSO_UDP_L4, 62, 100, 54, 6)
+    ip6 = bytearray(w[10 + 14:])
+    total = sum(map(len, payloads))
+    assert struct.unpack_from("!H", ip6, 4)[0] == len(ip6) - 40 == 8 + total
+    assert struct.unpack_from("!H", ip6, 44)[0] == 8 + total, "UDP length spans the super-frame"
+    udp = ip6[40:]
+    struct.pack_into("!H", udp, 6, finish(partial(udp)))  # complete NEEDS_CSUM, as a NIC would
+    assert partial(ip6[8:40] + struct.pack("!I", len(udp)) + bytes([0, 0, 0, 17]) + udp) == 0
+    assert ip6[48:] == b"".join(payloads)
+    assert other[10:] == datagram6(payloads[0], sport=1001) and other[:10] == bytes(10)
