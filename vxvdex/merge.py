@@ -126,10 +126,9 @@ class UdpRun:
     """Datagrams of one flow, all of one size but for a shorter last one,
     waiting to be written as one USO super-frame."""
 
-    __slots__ = ("closed", "first", "frames", "key", "l4", "size", "total")
+    __slots__ = ("closed", "frames", "key", "l4", "size", "total")
 
     def __init__(self, frame: memoryview, l4: int, key: tuple, size: int) -> None:
-        self.first = frame
         self.l4 = l4  # where the UDP header starts: after IPv4's or IPv6's
         self.key = key
         self.size = self.total = size
@@ -140,7 +139,7 @@ class UdpRun:
         """Ethernet, IP and UDP headers of the super-frame; the UDP checksum
         field holds the pseudo-header sum (NEEDS_CSUM), lengths span it all."""
         l4, ulen = self.l4, 8 + self.total
-        h = bytearray(self.first[:l4 + 8])
+        h = bytearray(self.frames[0][:l4 + 8])
         if l4 == TH:
             _U16.pack_into(h, 16, 20 + ulen)
             _U16.pack_into(h, 24, 0)

@@ -60,6 +60,18 @@ def add_addr(ns: str, cidr: str, ifname: str = "vde0") -> None:
     sh("ip", "-n", ns, "addr", "replace", cidr, "dev", ifname)
 
 
+def two_daemons_with_users(c: Cluster, *managed: str) -> tuple[list[str], str]:
+    """Daemons on h1 and h2; a group vxa<tag> with the managed users `managed`
+    and an unmanaged member. Returns (the managed users' names, the other's)."""
+    group = f"vxa{c.tag}"
+    c.group(group)
+    users = [c.user(name, group) for name in managed]
+    dave = c.user("dave", group, managed=False)
+    c.start(1)
+    c.start(2)
+    return users, dave
+
+
 def status(c: Cluster, host: int, user: str) -> dict:
     answer = c.ask(host, f"status {user}")
     assert answer.status == "ok", (answer, c.log(host)[-2000:])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,21 +64,19 @@ class RunTrace:
         """What of the run still exists (nothing, after Cluster.close())."""
         found = [f"namespace {n}" for n in leftovers(self.prefix + "-")]
         found += [f"process {pid}" for pid, started in self.procs.items() if start_time(pid) == started]
-        for user in self.users:
-            try:
-                pwd.getpwnam(user)
-                found.append(f"user {user}")
-            except KeyError:
-                pass
-        for group in self.groups:
-            try:
-                grp.getgrnam(group)
-                found.append(f"group {group}")
-            except KeyError:
-                pass
+        found += [f"user {u}" for u in self.users if _known(pwd.getpwnam, u)]
+        found += [f"group {g}" for g in self.groups if _known(grp.getgrnam, g)]
         if self.directory.exists():
             found.append(f"directory {self.directory}")
         return found
+
+
+def _known(lookup: Callable[[str], object], name: str) -> bool:
+    try:
+        lookup(name)
+    except KeyError:
+        return False
+    return True
 
 
 @contextmanager

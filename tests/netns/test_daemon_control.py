@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from cluster import Cluster
 from endpoints import pings
-from provisioned import add_addr, ask_as, is_up, ns_inode, port, raw_ask, status
+from provisioned import add_addr, ask_as, is_up, ns_inode, port, raw_ask, status, two_daemons_with_users
 from runtrace import running_cluster
 
 B1, B2 = "198.51.100.1", "198.51.100.2"
@@ -24,12 +24,7 @@ B1, B2 = "198.51.100.1", "198.51.100.2"
 class World:
     def __init__(self, c: Cluster) -> None:
         self.c = c
-        group = f"vxa{c.tag}"
-        c.group(group)
-        self.alice, self.bob = c.user("alice", group), c.user("bob", group)
-        self.dave = c.user("dave", group, managed=False)
-        c.start(1)
-        c.start(2)
+        (self.alice, self.bob), self.dave = two_daemons_with_users(c, "alice", "bob")
         self.bob_ns = c.open(1, self.bob)
         add_addr(self.bob_ns, f"{B1}/24")
         add_addr(c.open(2, self.bob), f"{B2}/24")

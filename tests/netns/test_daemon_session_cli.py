@@ -13,7 +13,7 @@ import pytest
 from cluster import Cluster
 from endpoints import pings
 from lan import tool
-from provisioned import add_addr, as_user, is_up, link, ping_once, port
+from provisioned import add_addr, as_user, is_up, link, ping_once, port, two_daemons_with_users
 from runtrace import running_cluster
 
 A1, A2 = "198.51.100.1", "198.51.100.2"
@@ -22,13 +22,8 @@ A1, A2 = "198.51.100.1", "198.51.100.2"
 class World:
     def __init__(self, c: Cluster) -> None:
         self.c = c
-        group = f"vxa{c.tag}"
-        c.group(group)
-        self.alice, self.bob = c.user("alice", group), c.user("bob", group)
-        self.carl = c.user("carl", group)         # managed, never logged in
-        self.dave = c.user("dave", group, managed=False)
-        c.start(1)
-        c.start(2)
+        # carl: managed, never logged in
+        (self.alice, self.bob, self.carl), self.dave = two_daemons_with_users(c, "alice", "bob", "carl")
         self.n1, self.n2 = c.open(1, self.alice), c.open(2, self.alice)
         add_addr(self.n1, f"{A1}/24")
         add_addr(self.n2, f"{A2}/24")
