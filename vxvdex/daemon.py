@@ -1,8 +1,9 @@
 """vxvdexd: the root daemon that gives managed users their VLAN namespace.
 
-Serves the control protocol (control.py) on RUN_DIR/control, one thread per
-connection; supervises endpoints (supervisor.py); every few seconds repairs
-and collects namespaces (sessions.Manager.collect).
+Serves the control protocol (control.py) on RUN_DIR/control through
+ctlserver.py (bounded threads, per-uid caps, deadlines); supervises
+endpoints (supervisor.py); every few seconds repairs and collects
+namespaces (sessions.Manager.collect).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, config, control
+from . import __version__, config, control, ctlserver, limits
 from .control import ProtocolError, Request
 from .sessions import Manager, SessionError
 from .users import User, is_managed, lookup
@@ -135,12 +136,10 @@ class Daemon:
             log.error("request %r failed: %s", raw[:64], err)
             return f"error EIO {err.strerror or err}", None
 
-    def serve_one(self, conn: socket.socket) -> None:
+    def serve_one(self, conn: socket.socket, raw: bytes, uid: int) -> None:
+        """Answer one request that has arrived on conn (ctlserver runs this in a worker)."""
         fd = None
         try:
-            conn.settimeout(10)
-            _pid, uid, _gid = control.peer_ids(conn)
-            raw = conn.recv(control.MAX_MESSAGE + 1)
             text, fd = self.answer(raw, uid)
             control.send_answer(conn, text, fd)
         except OSError as err:
@@ -148,7 +147,6 @@ class Daemon:
         finally:
             if fd is not None:
                 os.close(fd)
-            conn.close()
 
     def listen(self) -> socket.socket:
         path = control.socket_path(self.cfg["run_dir"])
@@ -156,18 +154,13 @@ class Daemon:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         sock.bind(str(path))
         os.chmod(path, 0o666)  # anyone may ask; SO_PEERCRED says who asks
-        sock.listen(128)
+        sock.listen(4096)  # capped by net.core.somaxconn
         return sock
 
     def serve(self, sock: socket.socket) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                if self.stopping.is_set():
-                    return
-                raise
-            threading.Thread(target=self.serve_one, args=(conn,), daemon=True).start()
+        server = ctlserver.Server(sock, self.serve_one, self.stopping)
+        server.start_workers()
+        server.serve()
 
     def collector(self) -> None:
         while not self.stopping.wait(COLLECT_EVERY):
@@ -203,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("vxvdexd: must run as root (it creates network namespaces and taps)", file=sys.stderr)
         return 1
+    limits.raise_nofile()
     daemon = Daemon(cfg)
     daemon.manager.adopt(lookup)
     sock = daemon.listen()

@@ -1,0 +1,186 @@
+"""The control socket's accept loop: bounded in threads, descriptors and time.
+
+The socket is mode 0666, so every local user can connect. What one of them
+can hold is bounded: a connection costs no thread until its request has
+arrived, at most PER_UID connections of one non-root uid are open at a time
+(more are closed at once), all non-root uids together hold at most
+OTHERS_MAX, and a request must arrive within DEADLINE seconds. Requests are
+answered by fixed pools of threads started up front (never one per
+connection): one pool for root (pam_vxvdex runs as root in sshd, login,
+cron), one for everybody else, so users' requests never delay logins.
+Running out of descriptors (EMFILE) sheds idle non-root connections and
+never ends the loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import selectors
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import control
+
+log = logging.getLogger("vxvdexd")
+DEADLINE = 2.0          # seconds from connect to the request (the module sends at once)
+PER_UID = 8             # concurrent connections of one non-root uid
+OTHERS_MAX = 512        # concurrent connections of all non-root uids
+ROOT_MAX = 4096         # concurrent connections of root (logins in progress)
+ROOT_WORKERS = 8
+OTHER_WORKERS = 4
+OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+Handler = Callable[[socket.socket, bytes, int], None]
+
+
+@dataclass
+class Pending:
+    conn: socket.socket
+    uid: int
+    deadline: float
+
+
+class Server:
+    """Accept connections on sock and hand each complete request to handle(conn, raw, uid)."""
+
+    def __init__(self, sock: socket.socket, handle: Handler, stopping: threading.Event) -> None:
+        self.sock = sock
+        self.handle = handle
+        self.stopping = stopping
+        self.sel = selectors.DefaultSelector()
+        self.pending: dict[int, Pending] = {}
+        self.count: Counter[int] = Counter()   # open connections per uid, pending or in work
+        self.count_lock = threading.Lock()
+        self.queues = {True: queue.SimpleQueue[tuple[socket.socket, bytes, int]](),
+                       False: queue.SimpleQueue[tuple[socket.socket, bytes, int]]()}
+        self.last_warning = 0.0
+        self.paused_until = 0.0
+
+    # ---- workers -----------------------------------------------------------------
+    def start_workers(self) -> None:
+        """Start the pools now: a failure here stops the daemon at start, never later."""
+        for root, n in ((True, ROOT_WORKERS), (False, OTHER_WORKERS)):
+            for i in range(n):
+                threading.Thread(target=self._work, args=(self.queues[root],), daemon=True,
+                                 name=f"control-{'root' if root else 'user'}-{i}").start()
+
+    def _work(self, q: queue.SimpleQueue[tuple[socket.socket, bytes, int]]) -> None:
+        while True:
+            conn, raw, uid = q.get()
+            try:
+                self.handle(conn, raw, uid)
+            except Exception:  # one bad request must never take a worker away
+                log.exception("control request %r of uid %d", raw[:64], uid)
+            finally:
+                conn.close()
+                self._release(uid)
+
+    def _release(self, uid: int) -> None:
+        with self.count_lock:
+            self.count[uid] -= 1
+            if self.count[uid] <= 0:
+                del self.count[uid]
+
+    # ---- the loop ----------------------------------------------------------------
+    def serve(self) -> None:
+        self.sock.setblocking(False)
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            listening = now >= self.paused_until
+            for key, _ in self.sel.select(self._timeout(now)):
+                if key.fileobj is self.sock:
+                    if listening:
+                        self._accept_all()
+                else:
+                    self._readable(key.fd)
+            self._expire(time.monotonic())
+
+    def _timeout(self, now: float) -> float:
+        soonest = min((p.deadline for p in self.pending.values()), default=now + 1.0)
+        if now < self.paused_until:
+            soonest = min(soonest, self.paused_until)
+        return max(0.0, min(soonest - now, 1.0))
+
+    def _accept_all(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as err:
+                if self.stopping.is_set() or err.errno not in OUT_OF_FDS:
+                    if not self.stopping.is_set():
+                        self._warn(f"accept on the control socket failed: {err}")
+                    return
+                self._out_of_fds(err)
+                return
+            self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        try:
+            _pid, uid, _gid = control.peer_ids(conn)
+        except OSError:
+            conn.close()
+            return
+        with self.count_lock:
+            others = sum(n for u, n in self.count.items() if u != 0)
+            full = self.count[0] >= ROOT_MAX if uid == 0 else \
+                self.count[uid] >= PER_UID or others >= OTHERS_MAX
+            if not full:
+                self.count[uid] += 1
+        if full:
+            conn.close()
+            self._warn(f"uid {uid} holds too many control connections: closing new ones")
+            return
+        conn.setblocking(False)
+        self.pending[conn.fileno()] = Pending(conn, uid, time.monotonic() + DEADLINE)
+        self.sel.register(conn, selectors.EVENT_READ)
+
+    def _readable(self, fd: int) -> None:
+        p = self.pending.pop(fd)
+        self.sel.unregister(p.conn)
+        try:
+            raw = p.conn.recv(control.MAX_MESSAGE + 1)
+        except OSError:
+            raw = b""
+        # An empty raw is an empty message or a peer that left: the handler
+        # refuses it, and sending the refusal to a departed peer fails harmlessly.
+        p.conn.settimeout(DEADLINE)  # bounds the answer's send to a peer that stopped reading
+        self.queues[p.uid == 0].put((p.conn, raw, p.uid))
+
+    def _drop(self, p: Pending) -> None:
+        p.conn.close()
+        self._release(p.uid)
+
+    def _expire(self, now: float) -> None:
+        for fd, p in list(self.pending.items()):
+            if p.deadline <= now:
+                del self.pending[fd]
+                self.sel.unregister(p.conn)
+                self._drop(p)
+
+    def _out_of_fds(self, err: OSError) -> None:
+        """Shed the idle connections of non-root users; if there are none, stop
+        accepting for a moment instead of spinning on a readable socket."""
+        idle = [fd for fd, p in self.pending.items() if p.uid != 0]
+        for fd in idle:
+            p = self.pending.pop(fd)
+            self.sel.unregister(p.conn)
+            self._drop(p)
+        if not idle:
+            self.paused_until = time.monotonic() + 0.05
+        self._warn(f"out of descriptors ({err.strerror}): closed {len(idle)} idle user connections; "
+                   "raise LimitNOFILE in vxvdex.service if this repeats")
+
+    def _warn(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self.last_warning >= 10:  # an attack must not flood the journal
+            self.last_warning = now
+            log.warning("%s", text)
