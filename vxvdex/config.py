@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,15 @@ def _prefix(v: Any) -> Any:
 def _template(v: Any) -> Any:
     if not isinstance(v, str) or "{user}" not in v or not re.fullmatch(r"[A-Za-z0-9_.{}-]+", v):
         raise ValueError("a name containing {user} (and optionally {session}), e.g. vxvdex-{user}")
+    try:
+        fields = [(f, spec, conv) for _t, f, spec, conv in string.Formatter().parse(v) if f is not None]
+    except ValueError:  # an unmatched brace
+        fields = [("{", "", None)]
+    bad = [f for f, spec, conv in fields if f not in ("user", "session") or spec or conv]
+    if bad:
+        # str.format would raise KeyError at every login: refuse it here.
+        raise ValueError(f"only {{user}} and {{session}} as placeholders (not {{{bad[0]}}}), "
+                         "e.g. vxvdex-{user}")
     return v
 
 
@@ -112,7 +122,7 @@ def _path(v: Any) -> Any:
 
 
 def _remove_after(v: Any) -> Any:
-    return None if v is None else _int(0, 86400 * 30)(v)
+    return _int(0, 86400 * 30)(v)  # null once passed here and broke the collector
 
 
 @dataclass(frozen=True)
@@ -149,9 +159,15 @@ _BY_PATH = {s.path: s for s in SETTINGS}
 class Config:
     values: dict[str, Any] = field(default_factory=lambda: {s.path: s.check(s.default) for s in SETTINGS})
     source: str = "(defaults)"
+    lines: dict[str, int] = field(default_factory=dict)   # setting -> line in the file
 
     def __getitem__(self, path: str) -> Any:
         return self.values[path]
+
+    def where(self, path: str) -> str:
+        """FILE:LINE of a setting given in the file; FILE alone for a default."""
+        line = self.lines.get(path)
+        return f"{self.source}:{line}" if line else self.source
 
     def netns_name(self, user: str, session: str = "") -> str:
         name: str = self["netns_name"].format(user=user, session=session)
@@ -209,7 +225,19 @@ def parse(text: str, path: Path) -> Config:
             cfg.values[name] = setting.check(value)
         except ValueError as err:
             raise ConfigError(f"{where}: {name}: {value!r} is not allowed; expected {err}") from None
+        cfg.lines[name] = node.start_mark.line + 1
+    _check_prefix_family(cfg)
     return cfg
+
+
+def _check_prefix_family(cfg: Config) -> None:
+    prefix = cfg["network.group_prefix"]
+    version = cfg["network.ip_version"]
+    if prefix is not None and prefix.version != version:
+        example = "ff05:56de::" if version == 6 else "239.0.0.0"
+        raise ConfigError(f"{cfg.where('network.group_prefix')}: network.group_prefix: {prefix} is an "
+                          f"IPv{prefix.version} address but network.ip_version is {version}; give an "
+                          f"IPv{version} group such as {example} (or change network.ip_version)")
 
 
 def load(path: Path = DEFAULT_PATH) -> Config:

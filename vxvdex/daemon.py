@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__, config, control, ctlserver, limits
 from .control import ProtocolError, Request
 from .sessions import Manager, SessionError
-from .users import User, is_managed, lookup
+from .users import DirectoryError, User, check_host, is_managed, lookup
 
 log = logging.getLogger("vxvdexd")
 COLLECT_EVERY = 2.0
@@ -132,6 +132,9 @@ class Daemon:
             return f"error EINVAL {err}", None
         except SessionError as err:
             return f"error {err.code} {err}", None
+        except DirectoryError as err:
+            log.error("request %r refused: %s", raw[:64], err)
+            return f"error EIO {err}", None
         except OSError as err:
             log.error("request %r failed: %s", raw[:64], err)
             return f"error EIO {err.strerror or err}", None
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         cfg = config.load(args.config)
+        check_host(cfg)
     except config.ConfigError as err:
         print(f"vxvdexd: {err}", file=sys.stderr)
         return 2

@@ -4,7 +4,10 @@ what is allowed."""
 
 from __future__ import annotations
 
+import grp
+import pwd
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,16 @@ INVALID: list[tuple[str, bytes, int, tuple[str, ...]]] = [
     ("python tag", b"scope: !!python/name:os.system x\n", 1, ("scope", "not allowed", "python/name")),
     ("key a list", b"? [a, b]\n: 1\n", 1, ("setting name",)),
     ("not UTF-8", b"scope: user\nrun_dir: /run/\xff\n", 2, ("not UTF-8",)),
+    # Files that passed the check and then broke logins or management (issue 15 item 1):
+    ("unknown managed group", b"scope: user\nmanaged_groups: [users, nosuchgroupxyz]\n", 2,
+     ("managed_groups", "no group 'nosuchgroupxyz'", "groupadd", "gid")),
+    ("unknown managed gid", b"managed_groups: [3999999]\n", 1, ("managed_groups", "no group 3999999",)),
+    ("missing endpoint user", b"managed_groups: [users]\nendpoint_user: nosuchuserxyz\n", 2,
+     ("endpoint_user", "no user 'nosuchuserxyz'", "adduser --system --group", "nosuchuserxyz")),
+    ("unknown placeholder", b"netns_name: \"vx-{user}-{foo}\"\n", 1, ("netns_name", "{foo}")),
+    ("remove_after null", b"remove_after: null\n", 1, ("remove_after", "None", "from 0 to")),
+    ("IPv4 prefix with IPv6", b"network:\n  ip_version: 6\n  group_prefix: 239.0.0.0\n", 3,
+     ("network.group_prefix", "IPv4", "ip_version is 6")),
 ]
 
 
@@ -73,10 +86,10 @@ def test_invalid_config_is_refused_in_one_line(tmp_path: Path, text: bytes, line
 
 def test_valid_config_passes_the_check(tmp_path: Path) -> None:
     path = tmp_path / "vxvdex.yaml"
-    path.write_text("managed_groups: [vxvdex, 1234]\nscope: session\nnetns_name: vx-{user}-{session}\n"
+    path.write_text("managed_groups: [users, 50]\nscope: session\nnetns_name: vx-{user}-{session}\n"
                     "interface:\n  name: vde0\n  mtu: 1400\nnetwork:\n  port: 4789\n  ip_version: 6\n"
-                    "  group_prefix: \"ff05:56de::\"\n  ttl: 2\nextra_networks: [lab]\nafter_logout: remove\n"
-                    "remove_after: 0\nrun_dir: /run/vxvdex-test\nlog_level: debug\n")
+                    "  group_prefix: \"ff05:56de::\"\n  ttl: 2\nextra_networks: [staff]\n"
+                    "after_logout: remove\nremove_after: 0\nrun_dir: /run/vxvdex-test\nlog_level: debug\n")
     res = check(path)
     assert (res.returncode, res.stderr) == (0, "")
     assert str(path) in res.stdout and "valid" in res.stdout
@@ -84,4 +97,30 @@ def test_valid_config_passes_the_check(tmp_path: Path) -> None:
 
 def test_missing_file_means_defaults(tmp_path: Path) -> None:
     res = check(tmp_path / "absent.yaml")
-    assert res.returncode == 0 and "defaults" in res.stdout
+    if _known(grp.getgrnam, "vxvdex") and _known(pwd.getpwnam, "vxvdex-endpoint"):
+        assert res.returncode == 0 and "defaults" in res.stdout
+    else:  # the package creates both; a default that names nobody is refused like a written one
+        assert res.returncode == 2 and "(default)" in res.stderr and "vxvdex-endpoint" not in res.stdout
+
+
+AT_START = ("unknown managed group", "missing endpoint user")
+
+
+@pytest.mark.parametrize("case", [c for c in INVALID if c[0] in AT_START], ids=lambda c: c[0])
+def test_the_daemon_refuses_to_start_with_the_same_line(tmp_path: Path, case: tuple) -> None:
+    """Not only --check: a start (as systemd's ExecStart does) is refused the same way, no traceback."""
+    path = tmp_path / "vxvdex.yaml"
+    path.write_bytes(case[1] + f"run_dir: {tmp_path}/run\n".encode())
+    res = subprocess.run([tool("vxvdexd"), "--config", str(path)], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stderr.startswith(f"vxvdexd: {path}:{case[2]}: "), res.stderr
+    assert len(res.stderr.splitlines()) == 1, res.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _known(lookup: Callable[[str], object], name: str) -> bool:
+    try:
+        lookup(name)
+    except KeyError:
+        return False
+    return True

@@ -37,12 +37,12 @@ def test_nested_and_dotted_spellings() -> None:
 def test_values_are_converted() -> None:
     cfg = parse("managed_groups: [staff, 1234]\nextra_networks: [5000]\nrun_dir: /run/vx\n"
                 "network:\n  group_prefix: \"ff05:56de::\"\n  ip_version: 6\n  uplink: eth1\n"
-                "remove_after: null\n", P)
+                "remove_after: 0\n", P)
     assert cfg["managed_groups"] == ["staff", "1234"]
     assert cfg["extra_networks"] == ["5000"]
     assert cfg["run_dir"] == Path("/run/vx")
     assert cfg["network.group_prefix"] == ipaddress.ip_address("ff05:56de::")
-    assert (cfg["network.ip_version"], cfg["network.uplink"], cfg["remove_after"]) == (6, "eth1", None)
+    assert (cfg["network.ip_version"], cfg["network.uplink"], cfg["remove_after"]) == (6, "eth1", 0)
     assert parse("interface:\n  mtu: auto\n", P)["interface.mtu"] == "auto"
 
 
@@ -89,6 +89,17 @@ REFUSED = [
     ("scope: *anchor\n", 1, ["not valid YAML", "anchor"]),
     ("scope: !!python/object:os.system {}\n", 1, ["scope: not allowed", "constructor"]),
     ("? {a: 1}\n: x\n", 1, ["a setting name must be a plain word"]),
+    # Files that broke logins or management although they passed (issue 15 item 1):
+    ("netns_name: vx-{user}-{foo}\n", 1, ["netns_name", "{foo}", "only {user} and {session}"]),
+    ("netns_name: vx-{user!r}\n", 1, ["netns_name", "{user}"]),
+    ("netns_name: vx-{user:>9}\n", 1, ["netns_name", "{user}"]),
+    ("netns_name: vx-{}{user}\n", 1, ["netns_name", "only {user} and {session}"]),
+    ("netns_name: vx-{user\n", 1, ["netns_name"]),
+    ("remove_after: null\n", 1, ["remove_after: None", "an integer from 0 to"]),
+    ("network:\n  ip_version: 6\n  group_prefix: 239.1.0.0\n", 3,
+     ["network.group_prefix", "239.1.0.0", "IPv4", "network.ip_version is 6", "ff05:56de::"]),
+    ("network:\n  group_prefix: \"ff05:56de::\"\n", 2,
+     ["network.group_prefix", "ff05:56de::", "IPv6", "network.ip_version is 4", "239.0.0.0"]),
 ]
 
 
@@ -123,3 +134,8 @@ def test_load_refuses_an_unreadable_path(tmp_path: Path) -> None:
 def test_a_setting_given_twice_is_refused_with_both_lines() -> None:
     with pytest.raises(config.ConfigError, match=r"f.yaml:3: scope is set twice \(line 1 too\)"):
         config.parse("scope: user\nrun_dir: /run/x\nscope: session\n", Path("f.yaml"))
+
+
+def test_where_names_the_line_of_a_setting_or_the_file_for_a_default() -> None:
+    cfg = parse("scope: user\nnetwork:\n  ttl: 2\n", P)
+    assert (cfg.where("network.ttl"), cfg.where("endpoint_user")) == (f"{P}:3", str(P))
