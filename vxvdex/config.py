@@ -21,6 +21,8 @@ import yaml
 DEFAULT_PATH = Path("/etc/vxvdex/vxvdex.yaml")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# What a frame carries on the underlay: Ethernet 14 + vxvde 8 + UDP 8 + IP.
+OVERHEAD = {4: 14 + 8 + 8 + 20, 6: 14 + 8 + 8 + 40}
 
 
 class ConfigError(ValueError):
@@ -138,7 +140,7 @@ SETTINGS = [
     Setting("scope", "user", _enum("user", "session"), "one namespace per user, or one per session"),
     Setting("netns_name", "vxvdex-{user}", _template, "the name under /run/netns"),
     Setting("interface.name", "vde0", _ifname, "the tap inside the namespace"),
-    Setting("interface.mtu", "auto", _mtu, "auto = underlay MTU minus 50"),
+    Setting("interface.mtu", "auto", _mtu, "auto = underlay MTU minus 50 (IPv4) or 70 (IPv6)"),
     Setting("network.port", 14789, _int(1, 65535), "UDP port of the groups"),
     Setting("network.ip_version", 4, _choice(4, 6), "4 or 6 for the underlay"),
     Setting("network.group_prefix", None, lambda v: None if v is None else _prefix(v),
@@ -168,6 +170,12 @@ class Config:
         """FILE:LINE of a setting given in the file; FILE alone for a default."""
         line = self.lines.get(path)
         return f"{self.source}:{line}" if line else self.source
+
+    def tap_mtu(self, underlay: int) -> int:
+        """The tap's MTU: the configured one, or (auto) what fits one underlay packet."""
+        if self["interface.mtu"] != "auto":
+            return int(self["interface.mtu"])
+        return underlay - OVERHEAD[self["network.ip_version"]]
 
     def netns_name(self, user: str, session: str = "") -> str:
         name: str = self["netns_name"].format(user=user, session=session)

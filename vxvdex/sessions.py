@@ -62,7 +62,7 @@ class Manager:
         self.run_dir: Path = cfg["run_dir"]
         self.status_dir: Path = self.run_dir / "endpoints"
         self.host_id = provision.host_id(self.run_dir)
-        self.mtu = underlay_mtu - 50 if cfg["interface.mtu"] == "auto" else cfg["interface.mtu"]
+        self.mtu = cfg.tap_mtu(underlay_mtu)
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
         self.users: dict[str, UserNs] = {}

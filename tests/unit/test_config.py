@@ -139,3 +139,13 @@ def test_a_setting_given_twice_is_refused_with_both_lines() -> None:
 def test_where_names_the_line_of_a_setting_or_the_file_for_a_default() -> None:
     cfg = parse("scope: user\nnetwork:\n  ttl: 2\n", P)
     assert (cfg.where("network.ttl"), cfg.where("endpoint_user")) == (f"{P}:3", str(P))
+
+
+@pytest.mark.parametrize(("text", "underlay", "tap"), [
+    ("", 1500, 1450),                                      # IPv4: 14 + 8 + 8 + 20
+    ("network:\n  ip_version: 6\n", 1500, 1430),          # IPv6: 14 + 8 + 8 + 40
+    ("network:\n  ip_version: 6\n", 9000, 8930),
+    ("network:\n  ip_version: 6\ninterface:\n  mtu: 1400\n", 1500, 1400),
+])
+def test_tap_mtu_auto_subtracts_the_underlay_overhead(text: str, underlay: int, tap: int) -> None:
+    assert parse(text, P).tap_mtu(underlay) == tap
