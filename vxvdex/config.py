@@ -8,6 +8,7 @@ names the file, the line, the setting, what is wrong and what is allowed.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import re
 import string
@@ -150,6 +151,7 @@ SETTINGS = [
     Setting("extra_networks", [], _extra, "supplementary groups that get one more tap each"),
     Setting("after_logout", "keep", _enum("keep", "remove"), "what to do once no process is left"),
     Setting("remove_after", 60, _remove_after, "seconds to wait before removing"),
+    Setting("max_sessions", 64, _int(1, 100000), "open sessions of one user; more logins are refused"),
     Setting("run_dir", "/run/vxvdex", _path, "control socket and state"),
     Setting("endpoint_user", "vxvdex-endpoint", _name, "unprivileged system user of endpoints"),
     Setting("log_level", "info", _enum("debug", "info", "warning", "error"), "daemon log level"),
@@ -178,10 +180,19 @@ class Config:
         return underlay - OVERHEAD[self["network.ip_version"]]
 
     def netns_name(self, user: str, session: str = "") -> str:
-        name: str = self["netns_name"].format(user=user, session=session)
+        """The namespace's name. A session enters as a token of fixed width, so
+        that no (user, session) pair gets another's name whatever the strings
+        ("al" + "x-ssh-1" and "al-x" + "ssh-1" once met in "al-x-ssh-1")."""
+        token = session_token(session) if session else ""
+        name: str = self["netns_name"].format(user=user, session=token)
         if self["scope"] == "session" and "{session}" not in self["netns_name"]:
-            name = f"{name}-{session}"
+            name = f"{name}-{token}"
         return name
+
+
+def session_token(session: str) -> str:
+    """12 hex digits naming a session in namespace names (collisions: 2^-48)."""
+    return hashlib.sha256(session.encode()).hexdigest()[:12]
 
 
 def _flatten(node: yaml.Node, prefix: str, out: dict[str, yaml.Node], path: Path) -> None:

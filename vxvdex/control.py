@@ -8,12 +8,16 @@ for any user, anyone else only for themself.
 
 Request: `VERB [ARG ...]`, ASCII words separated by single spaces.
 
-    open USER [SESSION]     provision USER's namespace (if managed) and pass it
+    open USER [SESSION]     provision USER's namespace (if managed) and pass it;
+                            only root starts a session (pam_vxvdex runs as
+                            root), a user may rejoin one of their own
     close USER [SESSION]    the session ended
-    status [USER]           the user's namespace, ports, peers, counters (JSON)
+    status [USER [SESSION]] the user's namespace, ports, peers, counters (JSON);
+                            scope: session without SESSION: a list, one per session
     list                    every provisioned user (root only, JSON)
-    reprovision [USER]      repair: namespace, taps, endpoints
-    up [USER] / down [USER] bring the user's taps up or down
+    reprovision [USER [SESSION]]  repair: namespace, taps, endpoints
+    up / down [USER [SESSION]]    bring the user's taps up or down
+                            (scope: session without SESSION: all the user's)
     version
 
 Answer: the first word says how it went, the rest of the line follows.
@@ -40,8 +44,8 @@ MAX_MESSAGE = 4096          # a request
 MAX_ANSWER = 1 << 20        # an answer (`list` of many users is long)
 SO_SNDBUFFORCE = 32
 WORD_RE = re.compile(r"^[A-Za-z0-9_.@$-]{1,64}$")
-VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 1), "list": (0, 0), "reprovision": (0, 1),
-         "up": (0, 1), "down": (0, 1), "version": (0, 0)}
+VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 2), "list": (0, 0), "reprovision": (0, 2),
+         "up": (0, 2), "down": (0, 2), "version": (0, 0)}
 
 
 class ProtocolError(ValueError):

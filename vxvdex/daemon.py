@@ -17,11 +17,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, config, control, ctlserver, limits
 from .control import ProtocolError, Request
-from .sessions import Manager, SessionError
+from .sessions import Manager, SessionError, UserNs
 from .users import DirectoryError, User, check_host, is_managed, lookup
 
 log = logging.getLogger("vxvdexd")
@@ -45,15 +46,26 @@ def underlay_mtu(cfg: config.Config) -> int:
             return 1500
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, from SO_PEERCRED."""
+    uid: int
+    pid: int
+
+
+class Unmanaged(Exception):
+    """The subject of a request is not managed: answered `unmanaged`."""
+
+
 class Daemon:
     def __init__(self, cfg: config.Config) -> None:
         self.cfg = cfg
         self.manager = Manager(cfg, underlay_mtu(cfg))
         self.stopping = threading.Event()
-        self.handlers: dict[str, Callable[[Request, int], tuple[str, int | None]]] = {
+        self.handlers: dict[str, Callable[[Request, Caller], tuple[str, int | None]]] = {
             "open": self.do_open, "close": self.do_close, "status": self.do_status, "list": self.do_list,
             "reprovision": self.do_reprovision, "up": self.do_up, "down": self.do_down,
-            "version": lambda req, uid: (f"ok {__version__}", None),
+            "version": lambda req, caller: (f"ok {__version__}", None),
         }
 
     # ---- authorisation -------------------------------------------------------
@@ -75,63 +87,77 @@ class Daemon:
             raise SessionError("EPERM", f"only root may act for another user ({name})")
         return user
 
-    # ---- the verbs -------------------------------------------------------------
-    def do_open(self, req: Request, uid: int) -> tuple[str, int | None]:
-        user = self.subject(req, uid)
+    def managed(self, req: Request, caller: Caller) -> User:
+        """The subject; Unmanaged if vxvdex does not manage them."""
+        user = self.subject(req, caller.uid)
         if not is_managed(user, self.cfg):
-            return f"unmanaged {user.name} is not in a managed group", None
-        name, fd = self.manager.open(user, req.args[1] if len(req.args) > 1 else "")
+            raise Unmanaged(user.name)
+        return user
+
+    def entries(self, user: User, req: Request) -> list[UserNs]:
+        """The named session's entry, the user's one (scope: user), or all the user's."""
+        session = req.args[1] if len(req.args) > 1 else ""
+        if session or self.cfg["scope"] == "user":
+            return [self.manager.find(user, session)]
+        found = self.manager.find_all(user)
+        if not found:
+            raise SessionError("ENOENT", f"{user.name} has no namespace on this host (log in first)")
+        return found
+
+    # ---- the verbs -------------------------------------------------------------
+    def do_open(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        user = self.managed(req, caller)
+        session = req.args[1] if len(req.args) > 1 else ""
+        name, fd = self.manager.open(user, session, opener=caller.pid, by_root=caller.uid == 0)
         return f"ok {name}", fd
 
-    def do_close(self, req: Request, uid: int) -> tuple[str, int | None]:
-        user = self.subject(req, uid)
-        if not is_managed(user, self.cfg):
-            return f"unmanaged {user.name} is not in a managed group", None
+    def do_close(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        user = self.managed(req, caller)
         self.manager.close(user, req.args[1] if len(req.args) > 1 else "")
         return "ok", None
 
-    def do_status(self, req: Request, uid: int) -> tuple[str, int | None]:
+    def do_status(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         import json
-        user = self.subject(req, uid)
-        if not is_managed(user, self.cfg):
-            return f"unmanaged {user.name} is not in a managed group", None
-        return "ok " + json.dumps(self.manager.status(self.manager.find(user.name))), None
+        user = self.managed(req, caller)
+        found = [self.manager.status(e) for e in self.entries(user, req)]
+        one = self.cfg["scope"] == "user" or len(req.args) > 1
+        return "ok " + json.dumps(found[0] if one else found), None
 
-    def do_list(self, req: Request, uid: int) -> tuple[str, int | None]:
+    def do_list(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         import json
-        if uid != 0:
+        if caller.uid != 0:
             raise SessionError("EPERM", "only root may list every user's namespace")
         return "ok " + json.dumps(self.manager.all_status()), None
 
-    def do_reprovision(self, req: Request, uid: int) -> tuple[str, int | None]:
-        user = self.subject(req, uid)
-        if not is_managed(user, self.cfg):
-            return f"unmanaged {user.name} is not in a managed group", None
-        self.manager.reprovision(user.name)
+    def do_reprovision(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        user = self.managed(req, caller)
+        for entry in self.entries(user, req):
+            self.manager.reprovision(entry)
         return "ok", None
 
-    def do_up(self, req: Request, uid: int) -> tuple[str, int | None]:
-        return self._set_up(req, uid, True)
+    def do_up(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        return self._set_up(req, caller, True)
 
-    def do_down(self, req: Request, uid: int) -> tuple[str, int | None]:
-        return self._set_up(req, uid, False)
+    def do_down(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        return self._set_up(req, caller, False)
 
-    def _set_up(self, req: Request, uid: int, up: bool) -> tuple[str, int | None]:
-        user = self.subject(req, uid)
-        if not is_managed(user, self.cfg):
-            return f"unmanaged {user.name} is not in a managed group", None
-        self.manager.set_up(user.name, up)
+    def _set_up(self, req: Request, caller: Caller, up: bool) -> tuple[str, int | None]:
+        user = self.managed(req, caller)
+        for entry in self.entries(user, req):
+            self.manager.set_up(entry, up)
         return "ok", None
 
     # ---- serving ---------------------------------------------------------------
-    def answer(self, raw: bytes, peer_uid: int) -> tuple[str, int | None]:
+    def answer(self, raw: bytes, caller: Caller) -> tuple[str, int | None]:
         try:
             req = control.parse_request(raw)
-            return self.handlers[req.verb](req, peer_uid)
+            return self.handlers[req.verb](req, caller)
         except ProtocolError as err:
             return f"error EINVAL {err}", None
         except SessionError as err:
             return f"error {err.code} {err}", None
+        except Unmanaged as err:
+            return f"unmanaged {err} is not in a managed group", None
         except DirectoryError as err:
             log.error("request %r refused: %s", raw[:64], err)
             return f"error EIO {err}", None
@@ -143,7 +169,8 @@ class Daemon:
         """Answer one request that has arrived on conn (ctlserver runs this in a worker)."""
         fd = None
         try:
-            text, fd = self.answer(raw, uid)
+            pid = control.peer_ids(conn)[0]  # the opener of a session (pam_vxvdex's process)
+            text, fd = self.answer(raw, Caller(uid, pid))
             control.send_answer(conn, text, fd)
         except OSError as err:
             log.debug("control connection: %s", err)

@@ -52,6 +52,7 @@ class UserNs:
     ns_fd: int | None = None      # held, so an unpinned namespace can be pinned again
     lock: threading.RLock = field(default_factory=threading.RLock)
     closing: bool = False
+    openers: dict[str, int] = field(default_factory=dict)   # session -> pid of the PAM process
 
 
 class Manager:
@@ -94,23 +95,63 @@ class Manager:
                 for n, g in zip(names, gids, strict=True)]
 
     # ---- open / close ----------------------------------------------------------
-    def _entry(self, user: User, session: str) -> UserNs:
-        name = self.cfg.netns_name(user.name, session if self.cfg["scope"] == "session" else "")
+    def _entry(self, user: User, session: str, may_start: bool) -> UserNs:
+        """The entry of (user, session), created if may_start; never another uid's."""
+        name = self.cfg.netns_name(user.name, self._scoped(session))
         with self.lock:
             entry = self.users.get(name)
+            if entry is not None and entry.user.uid != user.uid:
+                log.error("%s belongs to uid %d, not to %s (uid %d): refused", name, entry.user.uid,
+                          user.name, user.uid)
+                raise SessionError("EPERM", f"namespace {name} is not {user.name}'s")
             if entry is None:
+                if not may_start:
+                    raise SessionError("EPERM", f"{user.name} has no session {session or '-'}; only "
+                                       "root (pam_vxvdex) starts sessions")
+                if self._scoped(session):  # one session per entry: count them before adding one
+                    self._check_cap(user, [e for e in self.users.values() if e.user.uid == user.uid])
                 entry = self.users[name] = UserNs(user, name, self.ports_for(user))
             return entry
 
-    def open(self, user: User, session: str) -> tuple[str, int]:
-        """Provision (if needed) and return the namespace's name and an fd of it."""
+    def _scoped(self, session: str) -> str:
+        return session if self.cfg["scope"] == "session" else ""
+
+    def _check_cap(self, user: User, entries: list[UserNs]) -> None:
+        """Refuse a new session at max_sessions, after forgetting those whose
+        opener has ended (a PAM process killed before its close)."""
+        for entry in entries:
+            for session, pid in list(entry.openers.items()):
+                if not _alive(pid):
+                    entry.sessions.discard(session)
+                    del entry.openers[session]
+        if sum(len(e.sessions) for e in entries) >= self.cfg["max_sessions"]:
+            log.warning("%s has %d sessions (max_sessions): login refused", user.name,
+                        self.cfg["max_sessions"])
+            raise SessionError("EUSERS", f"{user.name} has {self.cfg['max_sessions']} sessions open already "
+                               "(max_sessions)")
+
+    def open(self, user: User, session: str, opener: int = 0, by_root: bool = True) -> tuple[str, int]:
+        """Provision (if needed) and return the namespace's name and an fd of it.
+        Only root starts sessions (pam_vxvdex runs as root); a user may rejoin
+        one of their own, or (scope: user) the namespace without a session."""
+        if self.cfg["scope"] == "session" and not session:
+            raise SessionError("EINVAL", "scope: session: name the session")
         while True:
-            entry = self._entry(user, session)
+            entry = self._entry(user, session, may_start=by_root)
             with entry.lock:
                 if entry.closing:
                     continue  # torn down while we waited: never resurrect it, take a new entry
+                new = bool(session) and session not in entry.sessions
+                if new and not by_root:
+                    raise SessionError("EPERM", f"{user.name} has no session {session}; only root "
+                                       "(pam_vxvdex) starts sessions")
+                if new and not self._scoped(session):
+                    self._check_cap(user, [entry])
                 changed = self.ensure(entry)
-                entry.sessions.add(session or "-")
+                if new or (by_root and not session):
+                    entry.sessions.add(session or "-")
+                    if opener:
+                        entry.openers[session or "-"] = opener
                 entry.empty_since = None
                 # Namespaces and endpoints are saved at once; session lists only
                 # inform, so the collector saves them (keeps repeat logins cheap).
@@ -121,20 +162,37 @@ class Manager:
                 return entry.name, netns.open_fd(entry.name)
 
     def close(self, user: User, session: str) -> None:
-        entry = self.find(user.name, session)
+        entry = self.find(user, session)
         with entry.lock:
             entry.sessions.discard(session or "-")
+            entry.openers.pop(session or "-", None)
             self.dirty = True
         log.info("session %s of %s closed, %d left", session or "-", user.name, len(entry.sessions))
+        if self._scoped(session) and self.cfg["after_logout"] == "keep":
+            self._keep_until_last(user)
 
-    def find(self, user_name: str, session: str = "") -> UserNs:
-        scope_session = session if self.cfg["scope"] == "session" else ""
-        name = self.cfg.netns_name(user_name, scope_session)
+    def _keep_until_last(self, user: User) -> None:
+        """scope: session, after_logout: keep: the namespaces of ended sessions
+        stay while the user has a session open, and go with the last one."""
+        entries = self.find_all(user)
+        if not any(e.sessions for e in entries):
+            for entry in entries:
+                self.teardown(entry)
+
+    def find(self, user: User, session: str = "") -> UserNs:
+        """The entry of (user, session) (of the user alone with scope: user)."""
+        name = self.cfg.netns_name(user.name, self._scoped(session))
         with self.lock:
             entry = self.users.get(name)
-        if entry is None:
-            raise SessionError("ENOENT", f"{user_name} has no namespace on this host (log in first)")
+        if entry is None or entry.user.uid != user.uid:
+            what = f"session {session}" if self._scoped(session) else "namespace"
+            raise SessionError("ENOENT", f"{user.name} has no {what} on this host (log in first)")
         return entry
+
+    def find_all(self, user: User) -> list[UserNs]:
+        """Every entry of the user (one with scope: user)."""
+        with self.lock:
+            return [e for e in self.users.values() if e.user.uid == user.uid and not e.closing]
 
     # ---- provisioning ----------------------------------------------------------
     def ensure(self, entry: UserNs) -> bool:
@@ -203,11 +261,10 @@ class Manager:
         self.ensure(entry)
         self.save()
 
-    def reprovision(self, user_name: str) -> UserNs:
-        entry = self.find(user_name)
+    def reprovision(self, entry: UserNs) -> UserNs:
         with entry.lock:
             if entry.closing:
-                raise SessionError("ENOENT", f"{user_name}'s namespace has just been removed")
+                raise SessionError("ENOENT", f"{entry.name} has just been removed")
             self.repair(entry)
         return entry
 
@@ -228,8 +285,7 @@ class Manager:
         entry.pids.clear()
 
     # ---- up / down / teardown --------------------------------------------------
-    def set_up(self, user_name: str, up: bool) -> None:
-        entry = self.find(user_name)
+    def set_up(self, entry: UserNs, up: bool) -> None:
         with entry.lock:
             netns.enter(entry.name, lambda: provision.set_ports_up(entry.ports, up))
 

@@ -135,10 +135,14 @@ def test_a_user_acts_only_for_herself(world: World, request_text: str, expected:
 
 
 def test_a_user_opens_her_own_namespace(world: World) -> None:
+    """She may rejoin her namespace or a session of hers; only root starts sessions."""
+    for request in (f"open {world.alice}", f"open {world.alice} s1"):
+        got = ask_as(world.alice, world.c.run_dir(1), request)
+        assert got["answer"] == f"ok {world.alice_ns}"
+        assert got["fd_inode"] == ns_inode(world.alice_ns)
     got = ask_as(world.alice, world.c.run_dir(1), f"open {world.alice} s2")
-    assert got["answer"] == f"ok {world.alice_ns}"
-    assert got["fd_inode"] == ns_inode(world.alice_ns)
-    assert ask_as(world.alice, world.c.run_dir(1), f"close {world.alice} s2")["answer"] == "ok"
+    assert got["answer"].startswith("error EPERM ") and got["fd_inode"] is None, got
+    assert status(world.c, 1, world.alice)["sessions"] == ["s1"]
     assert ask_as(world.dave, world.c.run_dir(1), f"open {world.dave}")["answer"].startswith("unmanaged ")
     assert ask_as(world.dave, world.c.run_dir(1), f"open {world.bob}")["answer"].startswith("error EPERM ")
     world.bob_untouched()

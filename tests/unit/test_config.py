@@ -48,10 +48,23 @@ def test_values_are_converted() -> None:
 
 def test_netns_name_per_scope() -> None:
     assert Config().netns_name("alice") == "vxvdex-alice"
+    token = config.session_token("s3")
+    assert len(token) == 12 and int(token, 16) >= 0
     per_session = parse("scope: session\n", P)
-    assert per_session.netns_name("alice", "s3") == "vxvdex-alice-s3"
-    explicit = parse("scope: session\nnetns_name: u-{user}-{session}\n", P)
-    assert explicit.netns_name("alice", "s3") == "u-alice-s3"
+    assert per_session.netns_name("alice", "s3") == f"vxvdex-alice-{token}"
+    explicit = parse("scope: session\nnetns_name: u-{session}-{user}\n", P)
+    assert explicit.netns_name("alice", "s3") == f"u-{token}-alice"
+
+
+@pytest.mark.parametrize("template", ["vxvdex-{user}", "v{user}{session}", "v{session}{user}",
+                                      "{user}.{session}x"])
+def test_session_names_cannot_collide(template: str) -> None:
+    """Users and sessions whose strings once met in one name (issue 11 item 6)."""
+    cfg = parse(f"scope: session\nnetns_name: \"{template}\"\n", P)
+    pairs = [("al", "x-ssh-4242"), ("al-x", "ssh-4242"), ("al", "x-ssh-4242-"), ("alx", "ssh-4242"),
+             ("a", "lx-ssh-4242"), ("al-x-ssh", "4242"), ("al", "1"), ("al1", "")]
+    names = [cfg.netns_name(u, s) for u, s in pairs]
+    assert len(set(names)) == len(names), names
 
 
 # (text, line, substrings): each refused with FILE:LINE: and these words
