@@ -98,7 +98,10 @@ class Daemon:
         """The named session's entry, the user's one (scope: user), or all the user's."""
         session = req.args[1] if len(req.args) > 1 else ""
         if session or self.cfg["scope"] == "user":
-            return [self.manager.find(user, session)]
+            entry = self.manager.find(user, session)
+            if session and session not in entry.sessions:
+                raise SessionError("ENOENT", f"{user.name} has no session {session} on this host")
+            return [entry]
         found = self.manager.find_all(user)
         if not found:
             raise SessionError("ENOENT", f"{user.name} has no namespace on this host (log in first)")

@@ -17,13 +17,19 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_UNMANAGED, EXIT_DENIED, EXI
 
 EPILOG = """\
 commands:
-  status [USER]         your namespace (root: USER's): interfaces, VLAN gid, group,
-                        learned peers, counters, endpoint health
+  status [USER [SESSION]]
+                        your namespace (root: USER's): interfaces, VLAN gid, group,
+                        learned peers, counters, endpoint health; with scope: session
+                        every session's, or the one named
   list                  every provisioned user on this host (root)
-  reprovision [USER]    repair: re-pin the namespace, re-create taps, restart endpoints
-  up [USER], down [USER]
+  reprovision [USER [SESSION]]
+                        repair: re-pin the namespace, re-create taps, restart endpoints
+  up [USER [SESSION]], down [USER [SESSION]]
                         bring the taps of the namespace up or down
-  exec USER -- CMD...   run CMD inside USER's namespace (root; like `ip netns exec`)
+                        (scope: session without SESSION: every session of USER)
+  exec USER [SESSION] -- CMD...
+                        run CMD inside USER's namespace (root; like `ip netns exec`);
+                        scope: session: the named session's, or the only one
 
 exit status:
   0 ok, 1 the daemon reported an error, 2 bad usage, 3 vxvdexd is not running,
@@ -41,7 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="machine-readable output of read commands")
     p.add_argument("--version", action="version", version=f"vxvdex-session {__version__}")
     p.add_argument("command", choices=("status", "list", "reprovision", "up", "down", "exec"))
-    p.add_argument("args", nargs=argparse.REMAINDER, help="USER, or for exec: USER -- CMD...")
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="USER [SESSION], or for exec: USER [SESSION] -- CMD...")
     return p.parse_args(argv)
 
 
@@ -79,13 +86,20 @@ def show_status(s: dict) -> None:
 def run_exec(run_dir: Path, args: list[str]) -> int:
     if os.geteuid() != 0:
         return fail("exec needs root (it enters another user's namespace)", EXIT_DENIED)
-    if len(args) < 3 or args[1] != "--":
-        return fail("usage: vxvdex-session exec USER -- CMD...", EXIT_USAGE)
-    answer = control.ask(run_dir, f"status {args[0]}")
+    who = args[:args.index("--")] if "--" in args else []
+    cmd = args[len(who) + 1:]
+    if not 1 <= len(who) <= 2 or not cmd:
+        return fail("usage: vxvdex-session exec USER [SESSION] -- CMD...", EXIT_USAGE)
+    answer = control.ask(run_dir, " ".join(["status", *who]))
     if answer.status != "ok":
         return fail(answer.text, exit_code(answer))
-    name = answer.json()["netns"]  # type: ignore[index]
-    os.execvp("nsenter", ["nsenter", f"--net={netns.path_of(name)}", "--", *args[2:]])
+    found: Any = answer.json()
+    found = found if isinstance(found, list) else [found]
+    if len(found) != 1:  # scope: session, several sessions
+        sessions = ", ".join(s for f in found for s in f["sessions"]) or "none open"
+        return fail(f"{who[0]} has {len(found)} session namespaces: name the session ({sessions})",
+                    EXIT_USAGE)
+    os.execvp("nsenter", ["nsenter", f"--net={netns.path_of(found[0]['netns'])}", "--", *cmd])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.command == "exec":
             return run_exec(run_dir, a.args)
-        if len(a.args) > (0 if a.command == "list" else 1):
-            return fail(f"{a.command} takes {'no' if a.command == 'list' else 'at most one'} argument",
-                        EXIT_USAGE)
+        if len(a.args) > (0 if a.command == "list" else 2):
+            return fail(f"{a.command} takes {'no' if a.command == 'list' else 'at most two'} arguments"
+                        f"{'' if a.command == 'list' else ' (USER SESSION)'}", EXIT_USAGE)
         answer = control.ask(run_dir, " ".join([a.command, *a.args]))
     except DaemonUnavailable as err:
         return fail(str(err.args[-1]), EXIT_NO_DAEMON)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from cluster import Cluster
 from lan import sh
-from provisioned import ASK, ask_as, ns_inode
+from provisioned import ASK, ask_as, is_up, ns_inode, pinned
 from runtrace import running_cluster
 
 MAX = 3
@@ -100,3 +100,41 @@ def test_sessions_per_user_are_capped(world: World) -> None:
     assert world.ask_root_from_a_process_that_ends(f"open {world.alice} gone1").startswith("ok ")
     assert c.ask(1, f"open {world.alice} s{MAX}").status == "ok"
     assert world.sessions(world.alice) == sorted(["s1", "s2", f"s{MAX}"])
+
+
+def cli(c: Cluster, *args: str) -> subprocess.CompletedProcess:
+    return c.session(1, *args)
+
+
+def test_every_command_works_in_session_scope(world: World) -> None:
+    """Name the session, or act on all of the user's (issue 15 item 4)."""
+    c, alice = world.c, world.alice
+    ns = {s: c.open(1, alice, s) for s in ("s1", "s2")}
+    res = cli(c, "--json", "status", alice)
+    assert res.returncode == 0, res.stderr
+    assert sorted(e["netns"] for e in json.loads(res.stdout)) == sorted(ns.values())
+    res = cli(c, "--json", "status", alice, "s2")
+    assert res.returncode == 0 and json.loads(res.stdout)["netns"] == ns["s2"], res.stderr
+    assert cli(c, "down", alice).returncode == 0
+    assert not any(is_up(n, "vde0") for n in ns.values())
+    assert cli(c, "up", alice, "s1").returncode == 0
+    assert is_up(ns["s1"], "vde0") and not is_up(ns["s2"], "vde0")
+    assert cli(c, "up", alice).returncode == 0 and cli(c, "reprovision", alice).returncode == 0
+    assert cli(c, "reprovision", alice, "s2").returncode == 0
+    res = cli(c, "exec", alice, "s2", "--", "readlink", "/proc/self/ns/net")
+    assert res.returncode == 0 and res.stdout.strip() == f"net:[{ns_inode(ns['s2'])}]", res.stderr
+    res = cli(c, "exec", alice, "--", "true")
+    assert res.returncode == 2 and "name the session" in res.stderr and "s1" in res.stderr
+    assert cli(c, "status", alice, "s9").returncode == 6
+
+
+def test_keep_means_until_the_users_last_session(world: World) -> None:
+    c, alice = world.c, world.alice
+    ns = {s: c.open(1, alice, s) for s in ("s1", "s2")}
+    other = c.open(1, world.alice_x, "s1")
+    assert c.ask(1, f"close {alice} s1").status == "ok"
+    assert all(pinned(n) for n in ns.values())       # s2 is still open: s1's namespace stays
+    assert c.ask(1, f"close {alice} s2").status == "ok"
+    assert not any(pinned(n) for n in ns.values())   # her last session: all of hers go
+    assert pinned(other)                             # nobody else's
+    assert c.ask(1, f"status {alice}").code == "ENOENT"
