@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, config, control, ctlserver, limits
+from . import __version__, config, control, ctlserver, limits, modparams
 from .control import ProtocolError, Request
 from .sessions import Manager, SessionError, UserNs
 from .users import DirectoryError, User, check_host, is_managed, lookup
@@ -224,9 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vxvdexd: {err}", file=sys.stderr)
         return 2
     if args.check:
+        for problem in modparams.disagreements(cfg):
+            print(f"vxvdexd: warning: {problem}", file=sys.stderr)
         print(f"vxvdexd: {cfg.source}: configuration is valid")
         return 0
     setup_logging(cfg["log_level"])
+    for problem in modparams.disagreements(cfg):
+        log.warning("%s", problem)
     if os.geteuid() != 0:
         print("vxvdexd: must run as root (it creates network namespaces and taps)", file=sys.stderr)
         return 1
