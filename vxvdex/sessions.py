@@ -87,11 +87,13 @@ class Manager:
         url = f"vxvde://{group}/vni={gid}/port={self.cfg['network.port']}/ttl={self.cfg['network.ttl']}"
         return url + (f"/if={self.cfg['network.uplink']}" if self.cfg["network.uplink"] else "")
 
-    def ports_for(self, user: User) -> list[Port]:
+    def ports_for(self, user: User, ns_name: str = "") -> list[Port]:
         base = self.cfg["interface.name"]
         gids = [user.gid, *extra_gids(user, self.cfg)]
         names = [base] + [f"{base.rstrip('0123456789')}{i}" for i in range(1, len(gids))]
-        return [Port(n, wire.check_id(g), provision.stable_mac(self.host_id, user.name, g, n), self.mtu)
+        # scope: session: a user's sessions are on her VLAN at once, each needs its own MAC.
+        who = user.name if self.cfg["scope"] == "user" else f"{user.name}/{ns_name}"
+        return [Port(n, wire.check_id(g), provision.stable_mac(self.host_id, who, g, n), self.mtu)
                 for n, g in zip(names, gids, strict=True)]
 
     # ---- open / close ----------------------------------------------------------
@@ -110,7 +112,7 @@ class Manager:
                                        "root (pam_vxvdex) starts sessions")
                 if self._scoped(session):  # one session per entry: count them before adding one
                     self._check_cap(user, [e for e in self.users.values() if e.user.uid == user.uid])
-                entry = self.users[name] = UserNs(user, name, self.ports_for(user))
+                entry = self.users[name] = UserNs(user, name, self.ports_for(user, name))
             return entry
 
     def _scoped(self, session: str) -> str:
@@ -361,7 +363,7 @@ class Manager:
             return
         if not netns.exists(name):
             return
-        entry = UserNs(user, name, self.ports_for(user), sessions=set(saved["sessions"]))
+        entry = UserNs(user, name, self.ports_for(user, name), sessions=set(saved["sessions"]))
         for ifname, pid in saved["pids"].items():
             if _is_endpoint(pid, self.ep_uid) and self.watcher.watch((name, ifname), pid):
                 entry.pids[ifname] = pid

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from cluster import Cluster
 from lan import sh
-from provisioned import ASK, ask_as, is_up, ns_inode, pinned
+from provisioned import ASK, ask_as, is_up, link, ns_inode, pinned
 from runtrace import running_cluster
 
 MAX = 3
@@ -138,3 +138,14 @@ def test_keep_means_until_the_users_last_session(world: World) -> None:
     assert not any(pinned(n) for n in ns.values())   # her last session: all of hers go
     assert pinned(other)                             # nobody else's
     assert c.ask(1, f"status {alice}").code == "ENOENT"
+
+
+def test_two_sessions_of_a_user_have_different_macs(world: World) -> None:
+    """Both are on her VLAN at once: one MAC for both would make them fight over it."""
+    c, alice = world.c, world.alice
+    for s in ("s1", "s2"):
+        c.open(1, alice, s)
+    macs = [c.ask(1, f"status {alice} {s}").json()["ports"][0]["mac"] for s in ("s1", "s2")]  # type: ignore[index]
+    links = [link(c.open(1, alice, s), "vde0") for s in ("s1", "s2")]
+    assert [x["address"] for x in links if x] == macs
+    assert macs[0] != macs[1], macs
