@@ -7,11 +7,11 @@ from __future__ import annotations
 import grp
 import pwd
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from lan import tool
+from runtrace import _known
 
 # (case, file content, line, substrings of the message besides FILE:LINE:)
 INVALID: list[tuple[str, bytes, int, tuple[str, ...]]] = [
@@ -116,11 +116,3 @@ def test_the_daemon_refuses_to_start_with_the_same_line(tmp_path: Path, case: tu
     assert res.stderr.startswith(f"vxvdexd: {path}:{case[2]}: "), res.stderr
     assert len(res.stderr.splitlines()) == 1, res.stderr
     assert not (tmp_path / "run").exists()
-
-
-def _known(lookup: Callable[[str], object], name: str) -> bool:
-    try:
-        lookup(name)
-    except KeyError:
-        return False
-    return True
