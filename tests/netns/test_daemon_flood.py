@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import pwd
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cluster import Cluster
-from lan import REPO
+from lan import REPO, wait_for
 from provisioned import raw_ask
 from runtrace import RunTrace
 
@@ -47,6 +48,13 @@ def open_ms(c: Cluster, user: str, session: str) -> float:
     t0 = time.monotonic()
     c.open(1, user, session)
     return (time.monotonic() - t0) * 1000
+
+
+def answers(c: Cluster) -> bool:
+    try:
+        return raw_ask(c.run_dir(1), b"version", timeout=10).startswith(b"ok ")
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -88,3 +96,28 @@ def test_idle_connections_of_one_user_do_not_stop_logins(nothing_of_the_run_left
         assert raw_ask(c.run_dir(1), b"version").startswith(b"ok ")
         assert daemon.poll() is None, c.log(1)[-3000:]
         assert "Traceback" not in c.log(1), c.log(1)[-3000:]
+
+
+def test_running_out_of_descriptors_does_not_stop_the_daemon(nothing_of_the_run_left: list[RunTrace]) -> None:
+    """EMFILE in accept (here: root's idle connections past a hard limit of 64)
+    is waited out, never fatal; once the idle ones expire, requests are served."""
+    from runtrace import running_cluster
+    with running_cluster(hosts=1, traces=nothing_of_the_run_left) as c:
+        daemon = c.start(1)
+        prlimit = subprocess.run(["prlimit", f"--pid={daemon.pid}", "--nofile=64:64"], check=False)
+        assert prlimit.returncode == 0
+        idle = []
+        try:
+            for _ in range(100):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                sock.connect(str(c.run_dir(1) / "control"))
+                idle.append(sock)
+            wait_for(lambda: daemon.poll() is not None or "out of descriptors" in c.log(1), timeout=10,
+                     what="the daemon to run out of descriptors")
+            assert daemon.poll() is None, c.log(1)[-3000:]
+            wait_for(lambda: answers(c), timeout=30, what="the daemon to answer again")
+        finally:
+            for sock in idle:
+                sock.close()
+        # (The collector may log one failed round while descriptors ran out: it is caught.)
+        assert daemon.poll() is None and "ctlserver" not in c.log(1), c.log(1)[-3000:]
