@@ -32,7 +32,7 @@ DEADLINE = 2.0          # seconds from connect to the request (the module sends 
 PER_UID = 8             # concurrent connections of one non-root uid
 OTHERS_MAX = 512        # concurrent connections of all non-root uids
 ROOT_MAX = 4096         # concurrent connections of root (logins in progress)
-ROOT_WORKERS = 8
+ROOT_WORKERS = 16
 OTHER_WORKERS = 4
 OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
