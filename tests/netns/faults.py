@@ -55,6 +55,13 @@ def read_state(c: Cluster, host: int) -> dict:
     return state
 
 
+def saved_state(c: Cluster, host: int, name: str) -> dict:
+    """state.json once it holds namespace `name` (the collector saves it within seconds)."""
+    state: dict = wait_for(lambda: (st := read_state(c, host)).get(name) and st, timeout=5,
+                           what=f"state.json to hold {name}")
+    return state
+
+
 def endpoint_of(c: Cluster, host: int, user: str) -> int:
     """The pid of user's live endpoint on host, as status reports it."""
     pid: int = wait_for(lambda: (p := port(c, host, user))["endpoint_alive"] and p["endpoint_pid"],

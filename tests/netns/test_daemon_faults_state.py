@@ -12,7 +12,7 @@ import time
 
 from cluster import Cluster
 from endpoints import pings
-from faults import endpoint_of, kill_daemon, read_state, state_path
+from faults import endpoint_of, kill_daemon, read_state, saved_state, state_path
 from lan import NETNS_DIR, sh, wait_for
 from provisioned import alive, endpoint_pids, ns_inode, ping_once, pinned, port, proc_ns_inode, sleeper
 from test_daemon_faults import A1, pair
@@ -30,7 +30,8 @@ def test_orphan_endpoint_unknown_to_state_is_adopted(cluster: Cluster) -> None:
     alice, n1, n2 = pair(cluster)
     pid = endpoint_of(cluster, 1, alice)
     ino = ns_inode(n1)
-    for state in ({n1: {**read_state(cluster, 1)[n1], "pids": {}}}, {}):
+    saved = saved_state(cluster, 1, n1)[n1]
+    for state in ({n1: {**saved, "pids": {}}}, {}):
         kill_daemon(cluster, 1)
         state_path(cluster, 1).write_text(json.dumps(state))
         cluster.start(1)
@@ -68,7 +69,7 @@ def test_broken_state_file_is_survived(cluster: Cluster) -> None:
     alice, n1, n2 = pair(cluster)
     pid = endpoint_of(cluster, 1, alice)
     ino = ns_inode(n1)
-    good = state_path(cluster, 1).read_text()
+    good = json.dumps(saved_state(cluster, 1, n1))
     for i, broken in enumerate(["", good[: len(good) // 2], "null", "[]"]):
         kill_daemon(cluster, 1)
         state_path(cluster, 1).write_text(broken)

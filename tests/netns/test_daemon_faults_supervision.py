@@ -20,8 +20,8 @@ from faults import (
     gone,
     kill_daemon,
     managed_users,
-    read_state,
     recreate_uplink,
+    saved_state,
     state_path,
     stop_process,
     zygote_pid,
@@ -144,8 +144,9 @@ def test_group_rejoined_after_the_uplink_is_recreated(cluster: Cluster) -> None:
 def test_reused_pid_is_not_adopted(cluster: Cluster) -> None:
     """Issue 11: state.json names the pid of a foreign process of the endpoint
     user (as after pid reuse): it is neither adopted nor ended."""
-    alice, _n1, n2 = pair(cluster)
+    alice, n1, n2 = pair(cluster)
     pid = endpoint_of(cluster, 1, alice)
+    state = saved_state(cluster, 1, n1)
     kill_daemon(cluster, 1)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: gone(pid), what="the endpoint to end")
@@ -153,7 +154,6 @@ def test_reused_pid_is_not_adopted(cluster: Cluster) -> None:
                                 f"--regid={ENDPOINT_USER}", "--clear-groups", "sleep", "600",
                                 host_mounts=True)
     wait_for(lambda: (os.stat(f"/proc/{foreign.pid}").st_uid != 0), what="the foreign process to drop root")
-    state = read_state(cluster, 1)
     for saved in state.values():
         saved["pids"] = {"vde0": foreign.pid}
     state_path(cluster, 1).write_text(json.dumps(state))
