@@ -8,11 +8,12 @@ up, namespaces unpinned by hand.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from cluster import Cluster
 from endpoints import pings
-from faults import endpoint_of, kill_daemon, read_state, saved_state, state_path
+from faults import endpoint_of, kill_daemon, managed_users, read_state, saved_state, state_path
 from lan import NETNS_DIR, sh, wait_for
 from provisioned import alive, endpoint_pids, ns_inode, ping_once, pinned, port, proc_ns_inode, sleeper
 from test_daemon_faults import A1, pair
@@ -40,6 +41,37 @@ def test_orphan_endpoint_unknown_to_state_is_adopted(cluster: Cluster) -> None:
         assert endpoint_pids(cluster, 1) == {pid}, "the orphan adopted, no second endpoint"
         assert port(cluster, 1, alice)["endpoint_pid"] == pid
         assert ping_once(cluster, n2, A1)
+
+
+def test_daemon_killed_during_concurrent_opens(cluster: Cluster) -> None:
+    """Item 2 as it was found: SIGKILL of the daemon while many users log in at
+    once; after a restart every user can log in, with one endpoint each."""
+    users = managed_users(cluster, 40)
+    cluster.start(1)
+    threads = [threading.Thread(target=_try_open, args=(cluster, u)) for u in users]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    kill_daemon(cluster, 1)
+    for t in threads:
+        t.join()
+    cluster.start(1)
+    failed = {}
+    for u in users:
+        answer = cluster.ask(1, f"open {u} s2")
+        if answer.status != "ok":
+            failed[u] = f"{answer.code} {answer.text}"
+    assert failed == {}, (failed, cluster.log(1)[-3000:])
+    wait_for(lambda: len(endpoint_pids(cluster, 1)) == len(users), timeout=5,
+             what="exactly one endpoint per user")
+    assert all(pinned(cluster.netns_name(1, u)) for u in users)
+
+
+def _try_open(c: Cluster, user: str) -> None:
+    try:
+        c.ask(1, f"open {user} s1")
+    except (OSError, ValueError):
+        pass  # the daemon was killed under it
 
 
 def test_empty_pin_file_left_by_a_crash(cluster: Cluster) -> None:
