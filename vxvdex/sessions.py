@@ -379,8 +379,12 @@ class Manager:
         return names
 
     def _user_of(self, name: str) -> str | None:
+        """The user a pin not in state.json belongs to, if its name tells for
+        sure: with sessions in names ("{user}-{session}") a split could give
+        another existing user, so such pins wait for a login instead."""
         match = self.name_re.fullmatch(name)
-        return match.group("user") if match and "user" in match.groupdict() else None
+        groups = match.groupdict() if match else {}
+        return groups.get("user") if "session" not in groups else None
 
     # ---- up / down / teardown --------------------------------------------------
     def set_up(self, user_name: str, up: bool) -> None:
