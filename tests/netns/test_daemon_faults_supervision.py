@@ -36,7 +36,7 @@ HUNG_NOTICED = 15.0   # the daemon's heartbeat limit, a collector round and a ma
 def test_open_right_after_an_endpoint_died_never_locks_out(cluster: Cluster) -> None:
     """Item 1: the exit of an endpoint already replaced by an open must not
     drop the replacement (and then fail on the tap it still holds)."""
-    users = managed_users(cluster, 20)
+    users = managed_users(cluster, 30)
     cluster.start(1)
     for u in users:
         cluster.open(1, u)
@@ -47,6 +47,8 @@ def test_open_right_after_an_endpoint_died_never_locks_out(cluster: Cluster) -> 
     def relogin(user: str) -> None:
         start.wait()
         os.kill(pids[user], signal.SIGKILL)
+        while alive(pids[user]):  # log in again the moment it is gone: before the daemon's notice
+            pass
         for session, pause in (("s2", 0.0), ("s3", 0.5)):
             time.sleep(pause)
             a = cluster.ask(1, f"open {user} {session}")
