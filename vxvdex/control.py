@@ -12,9 +12,9 @@ Request: `VERB [ARG ...]`, ASCII words separated by single spaces.
                             only root starts a session (pam_vxvdex runs as
                             root), a user may rejoin one of their own
     close USER [SESSION]    the session ended
-    status [USER [SESSION]] the user's namespace, ports, peers, counters (JSON);
+    status [USER [SESSION]] the user's namespace, ports, counters, up to 64 peers (JSON);
                             scope: session without SESSION: a list, one per session
-    list                    every provisioned user (root only, JSON)
+    list                    every provisioned user, a summary without peers (root only, JSON)
     reprovision [USER [SESSION]]  repair: namespace, taps, endpoints
     up / down [USER [SESSION]]    bring the user's taps up or down
                             (scope: session without SESSION: all the user's)
@@ -37,6 +37,7 @@ import errno
 import json
 import re
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,17 +125,32 @@ def socket_path(run_dir: Path) -> Path:
     return run_dir / "control"
 
 
+def _connect(path: Path, timeout: float) -> socket.socket:
+    """Connect within timeout. A full listen backlog (EAGAIN: the daemon is
+    busy, not gone) is waited out until then; anything else means no daemon."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            return sock
+        except OSError as err:
+            sock.close()
+            busy = err.errno == errno.EAGAIN
+            if not busy or time.monotonic() + pause > deadline:
+                raise DaemonUnavailable(err.errno or errno.ECONNREFUSED,
+                                        f"vxvdexd is too busy to answer on {path} (tried for {timeout:g} s)"
+                                        if busy else f"vxvdexd is not running (no answer on {path}): "
+                                        "start it with `systemctl start vxvdex`") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def ask(run_dir: Path, request: str, timeout: float = 30.0) -> Answer:
     """Send one request and read the answer (and a passed descriptor)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(socket_path(run_dir)))
-    except OSError as err:
-        sock.close()
-        raise DaemonUnavailable(err.errno or errno.ECONNREFUSED,
-                                f"vxvdexd is not running (no answer on {socket_path(run_dir)}): "
-                                "start it with `systemctl start vxvdex`") from None
+    sock = _connect(socket_path(run_dir), timeout)
     with sock:
         sock.send(request.encode())
         fds = array.array("i")

@@ -81,13 +81,20 @@ def open_sockets(spec: Spec, url: urlmod.VxvdeUrl):  # type: ignore[no-untyped-d
 def write_status(path: Path, status: dict) -> None:
     """Replace path atomically, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(status))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(status))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-class StatusWriter:
-    """Publishes the status file when something moved, else every IDLE_REFRESH
-    seconds: a hundred idle endpoints then cost next to nothing."""
+class Tick:
+    """Once a second: publish the status file when something moved (else every
+    IDLE_REFRESH seconds: a hundred idle endpoints then cost next to nothing),
+    touch it otherwise (the daemon's heartbeat), and rejoin the group if the
+    uplink was made again. Nothing here may stop forwarding: a full run
+    directory only costs the status (the heartbeat, a utime, needs no space)."""
 
     IDLE_REFRESH = 10.0
 
@@ -95,14 +102,35 @@ class StatusWriter:
         self.endpoint, self.path, self.base = endpoint, path, base
         self.last: tuple = ()
         self.written = 0.0
+        self.failing = False
 
     def __call__(self) -> None:
+        self.publish()
+        if self.endpoint.t.rejoin():
+            log.warning("joined %s again (the uplink was made again)", self.endpoint.t.group[0])
+
+    def publish(self) -> None:
         c = self.endpoint.c
         key = (c.rx_datagrams, c.tx_frames, c.leaves, c.tx_errors, self.endpoint.merger.errors)
         now = time.monotonic()
-        if key != self.last or now - self.written >= self.IDLE_REFRESH:
-            write_status(self.path, {**self.base, **self.endpoint.status()})
-            self.last, self.written = key, now
+        try:
+            if key != self.last or now - self.written >= self.IDLE_REFRESH:
+                self.last, self.written = key, now
+                write_status(self.path, {**self.base, **self.endpoint.status()})
+            else:
+                os.utime(self.path)
+            self.failing = False
+        except OSError as err:
+            self.heartbeat_only(err)
+
+    def heartbeat_only(self, err: OSError) -> None:
+        if not self.failing:
+            log.warning("cannot write the status file %s (%s): forwarding goes on", self.path, err.strerror)
+        self.failing = True
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
 
 
 def run(spec: Spec, tap_fd: int) -> int:
@@ -117,7 +145,7 @@ def run(spec: Spec, tap_fd: int) -> int:
     endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime, max_frame=spec.mtu + 18)
     status_path = Path(spec.status)
     base = {"user": spec.user, "ifname": spec.ifname, "vlan_gid": spec.vlan_gid, "pid": os.getpid()}
-    endpoint.on_tick = StatusWriter(endpoint, status_path, base)
+    endpoint.on_tick = Tick(endpoint, status_path, base)
     endpoint.on_tick()
     signal.signal(signal.SIGTERM, lambda *_: endpoint.stop())
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

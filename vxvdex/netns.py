@@ -91,7 +91,15 @@ def create(name: str, setup: Callable[[], T]) -> T:
     If setup fails, the namespace is removed again."""
     _shared_run_dir()
     target = path_of(name)
-    fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    except FileExistsError:
+        if exists(name):
+            raise
+        # An empty pin file: a crash came between creating it and the bind
+        # mount. Nothing is pinned there; take its place.
+        target.unlink()
+        fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
     os.close(fd)
 
     def body() -> T:

@@ -5,6 +5,12 @@ operations on one of them hold its lock, so concurrent opens for a user
 create one namespace; every operation is idempotent (it checks what exists
 and completes what is missing), which makes repair, reprovision and
 re-adoption after a daemon restart the same code as the first open.
+
+What is on the machine wins over what the daemon recorded: endpoints are
+found by what they are (the endpoint user's zygote children, holding the
+namespace they serve) and adopted or ended, pins left empty by a crash are
+removed, and state.json only adds what cannot be seen (sessions, users
+that cannot be looked up now). See supervisor.py for the mechanism.
 """
 
 from __future__ import annotations
@@ -13,23 +19,30 @@ import json
 import logging
 import os
 import pwd
+import re
 import signal
+import stat
+import string
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns, provision, wire
+from . import netns, provision, supervisor, wire
 from .config import Config
 from .endpoint import Spec
 from .provision import Port
-from .supervisor import Watcher, Zygote
+from .supervisor import Backoff, ProcInfo, Watcher, Zygote
 from .users import User, extra_gids
 
 log = logging.getLogger("vxvdexd")
-RESTART_DELAY = 0.2     # a crash-looping endpoint is restarted at most 5 times a second
 READY_TIMEOUT = 3.0
+HUNG_AFTER = 10.0       # an endpoint touches its status file every second; silent this long: hung
+MAX_STATUS_BYTES = 256 << 10   # status files are the endpoint user's: read at most this much
+MAX_PEERS = 64          # learned peers shown by `status USER` (their total is always shown)
+Found = tuple[int, ProcInfo]   # a pidfd and what the process is
 
 
 class SessionError(Exception):
@@ -48,6 +61,7 @@ class UserNs:
     sessions: set[str] = field(default_factory=set)
     pids: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)  # monotonic, for the heartbeat's grace
     empty_since: float | None = None
     ns_fd: int | None = None      # held, so an unpinned namespace can be pinned again
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -72,6 +86,11 @@ class Manager:
         self.dirty = False
         self.zygote = Zygote()
         self.watcher = Watcher(self._endpoint_ended)
+        self.backoff = Backoff()
+        self.host_netns = os.stat("/proc/self/ns/net").st_ino
+        self.name_re = _name_pattern(cfg)
+        self.unresolved: dict[str, dict] = {}  # saved entries whose user cannot be looked up now
+        self.lookup: Callable[[str], User] | None = None
         self._prepare_dirs()
 
     def _prepare_dirs(self) -> None:
@@ -149,18 +168,15 @@ class Manager:
                                        "(pam_vxvdex) starts sessions")
                 if new and not self._scoped(session):
                     self._check_cap(user, [entry])
-                changed = self.ensure(entry)
+                self.ensure(entry)
                 if new or (by_root and not session):
                     entry.sessions.add(session or "-")
                     if opener:
                         entry.openers[session or "-"] = opener
                 entry.empty_since = None
-                # Namespaces and endpoints are saved at once; session lists only
-                # inform, so the collector saves them (keeps repeat logins cheap).
-                if changed:
-                    self.save()
-                else:
-                    self.dirty = True
+                # The collector saves within seconds: what runs is found on the
+                # machine after a crash anyway (keeps logins free of disk writes).
+                self.dirty = True
                 return entry.name, netns.open_fd(entry.name)
 
     def close(self, user: User, session: str) -> None:
@@ -206,9 +222,17 @@ class Manager:
         created = not netns.exists(entry.name)
         if created:
             self._stop_endpoints(entry)  # if any, they served a namespace that is gone
-        missing = [p for p in entry.ports if not _alive(entry.pids.get(p.ifname))]
+        elif entry.ns_fd is None:
+            self._hold(entry)
+        missing = self._missing(entry)
         if not missing:
             return False  # the common repeat open: nothing to do
+        if not created:
+            # An endpoint we lost track of may still serve it (and hold the tap).
+            self._adopt_found(entry, self._found(netns.inode(entry.name)))
+            missing = self._missing(entry)
+            if not missing:
+                return True
         if created:
             fds = netns.create(entry.name, lambda: provision.ensure_namespace(missing))
             self._hold(entry)
@@ -225,20 +249,69 @@ class Manager:
                      entry.user.gid, (time.monotonic() - t0) * 1000)
         return True
 
+    def _missing(self, entry: UserNs) -> list[Port]:
+        """The ports without a working endpoint; a dead or hung one is forgotten
+        (and a hung one ended) here, so that the caller starts a new one."""
+        missing = []
+        for port in entry.ports:
+            pid = entry.pids.get(port.ifname)
+            if pid is None:
+                missing.append(port)
+                continue
+            key = (entry.name, port.ifname)
+            if not self.watcher.running(key, pid):
+                log.warning("endpoint %s/%s (pid %d) ended; starting another", entry.name, port.ifname, pid)
+            elif self._hung(entry, port, pid):
+                log.warning("endpoint %s/%s (pid %d) is hung (stopped, or no heartbeat for %.0f s); "
+                            "replacing it", entry.name, port.ifname, pid, HUNG_AFTER)
+                self._end(entry, port.ifname)
+            else:
+                continue
+            entry.pids.pop(port.ifname, None)
+            entry.restarts[port.ifname] = entry.restarts.get(port.ifname, 0) + 1
+            missing.append(port)
+        return missing
+
+    def _hung(self, entry: UserNs, port: Port, pid: int) -> bool:
+        if supervisor.hung(pid):
+            return True
+        if time.monotonic() - entry.started.get(port.ifname, 0.0) < HUNG_AFTER:
+            return False  # just started or adopted: give it time to beat
+        age = supervisor.heartbeat_age(self.status_path(entry, port))
+        return age is None or age > HUNG_AFTER
+
     def status_path(self, entry: UserNs, port: Port) -> Path:
         return self.status_dir / f"{entry.name}-{port.ifname}.json"
 
     def start_endpoint(self, entry: UserNs, port: Port, tap_fd: int) -> None:
         status = self.status_path(entry, port)
-        status.unlink(missing_ok=True)
+        self._fresh_status(status)
         spec = Spec(user=entry.user.name, ifname=port.ifname, url=self.url_for(port.gid), vlan_gid=port.gid,
                     run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status))
-        pid = self.zygote.spawn(spec, tap_fd)
+        assert entry.ns_fd is not None
+        pid = self.zygote.spawn(spec, [tap_fd, entry.ns_fd])
         entry.pids[port.ifname] = pid
+        entry.started[port.ifname] = time.monotonic()
         self.watcher.watch((entry.name, port.ifname), pid)
-        _wait_for_file(status, READY_TIMEOUT, pid)
+        _wait_until_ready(status, READY_TIMEOUT, pid)
 
-    def _endpoint_ended(self, key: object) -> None:
+    def _fresh_status(self, path: Path) -> None:
+        """An empty status file of the endpoint user, dated 1970: it needs no
+        space, so the endpoint can beat (touch it) even on a full run directory;
+        a date after 1970 says it is forwarding."""
+        path.unlink(missing_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            log.error("cannot create %s: %s", path, err.strerror)
+            return
+        try:
+            os.fchown(fd, self.ep_uid, self.ep_gid)
+            os.utime(fd, (0, 0))
+        finally:
+            os.close(fd)
+
+    def _endpoint_ended(self, key: Hashable, pid: int) -> None:
         assert isinstance(key, tuple)
         name: str = key[0]
         ifname: str = key[1]
@@ -247,15 +320,15 @@ class Manager:
         if entry is None:
             return
         with entry.lock:
-            if entry.closing or entry.pids.get(ifname) is None:
-                return
+            if entry.closing or entry.pids.get(ifname) != pid:
+                return  # torn down, or already replaced (by an open that came first)
             entry.restarts[ifname] = entry.restarts.get(ifname, 0) + 1
-            log.warning("endpoint %s/%s (pid %d) ended; restarting", name, ifname, entry.pids[ifname])
+            log.warning("endpoint %s/%s (pid %d) ended; restarting", name, ifname, pid)
             del entry.pids[ifname]
-            time.sleep(RESTART_DELAY if entry.restarts[ifname] > 3 else 0)
+            time.sleep(self.backoff.delay(key))
             try:
                 self.repair(entry)
-            except OSError as err:
+            except (OSError, SessionError) as err:
                 log.error("could not restart endpoint %s/%s: %s", name, ifname, err)
 
     def repair(self, entry: UserNs) -> None:
@@ -264,6 +337,7 @@ class Manager:
         self.save()
 
     def reprovision(self, entry: UserNs) -> UserNs:
+        """Make it work: what is missing, dead or hung is made again."""
         with entry.lock:
             if entry.closing:
                 raise SessionError("ENOENT", f"{entry.name} has just been removed")
@@ -280,11 +354,96 @@ class Manager:
         path.touch(0o444)
         netns.mount(f"/proc/self/fd/{entry.ns_fd}", str(path), "none", netns.MS_BIND)
 
+    def _end(self, entry: UserNs, ifname: str) -> None:
+        """End entry's endpoint on ifname (by pidfd) and wait until it has."""
+        for pidfd, _pid in self.watcher.take((entry.name, ifname)):
+            supervisor.terminate(pidfd, sig=signal.SIGKILL)
+            os.close(pidfd)
+
     def _stop_endpoints(self, entry: UserNs) -> None:
-        for ifname, pid in list(entry.pids.items()):
-            self.watcher.unwatch((entry.name, ifname))
-            _terminate(pid)
+        for ifname in list(entry.pids):
+            for pidfd, _pid in self.watcher.take((entry.name, ifname)):
+                supervisor.terminate(pidfd)
+                os.close(pidfd)
         entry.pids.clear()
+
+    # ---- what is on the machine --------------------------------------------------
+    def _is_endpoint(self, info: ProcInfo) -> bool:
+        """One of our endpoints: forked by a zygote of ours (its command line), in our network namespace."""
+        return info.netns == self.host_netns and "-m vxvdex.zygote " in info.cmdline
+
+    def _found(self, ns_inode: int | None = None) -> dict[int, list[Found]]:
+        """Endpoints on the machine by the namespace they serve (that of ns_inode only, if given)."""
+        found: dict[int, list[Found]] = {}
+        for pidfd, info in supervisor.find(self.ep_uid, self._is_endpoint):
+            for ino in info.held_netns if ns_inode is None else info.held_netns & {ns_inode}:
+                found.setdefault(ino, []).append((os.dup(pidfd), info))
+            os.close(pidfd)
+        return found
+
+    def _adopt_found(self, entry: UserNs, found: dict[int, list[Found]]) -> None:
+        """Take over the endpoints found serving entry's namespace: one per
+        port, the others (strays that would hold a tap) are ended."""
+        assert entry.ns_fd is not None
+        for pidfd, info in found.pop(os.fstat(entry.ns_fd).st_ino, []):
+            ifname = info.taps[0] if len(info.taps) == 1 else ""
+            key = (entry.name, ifname)
+            current = entry.pids.get(ifname)
+            if current == info.pid:
+                os.close(pidfd)
+            elif ifname in {p.ifname for p in entry.ports} and not self.watcher.running(key, current):
+                self._adopt(entry, ifname, info.pid, pidfd)
+            else:
+                log.warning("ending a stray endpoint (pid %d) of %s/%s: another one serves it",
+                            info.pid, entry.name, ifname)
+                supervisor.terminate(pidfd)
+                os.close(pidfd)
+
+    def _adopt(self, entry: UserNs, ifname: str, pid: int, pidfd: int) -> None:
+        entry.pids[ifname] = pid
+        entry.started[ifname] = time.monotonic()
+        self.watcher.watch((entry.name, ifname), pid, pidfd)
+        log.info("adopted endpoint %s/%s (pid %d), found on the machine", entry.name, ifname, pid)
+
+    def _adopt_saved(self, entry: UserNs, saved: dict) -> None:
+        """Endpoints of an older version hold no namespace descriptor: a pid from
+        state.json is taken only if that process is such an endpoint, on the port's tap."""
+        for ifname, pid in dict(saved.get("pids", {})).items():
+            if ifname in entry.pids or ifname not in {p.ifname for p in entry.ports}:
+                continue
+            examined = supervisor.examine(int(pid))
+            if examined is None:
+                continue
+            pidfd, info = examined
+            if all(u == self.ep_uid for u in info.uids[:3]) and self._is_endpoint(info) \
+                    and info.taps == (ifname,) and not info.held_netns:
+                self._adopt(entry, ifname, info.pid, pidfd)
+            else:
+                os.close(pidfd)
+
+    def _our_pins(self) -> list[str]:
+        """Namespaces pinned under our naming; empty pin files (a crash between
+        creating the file and the bind mount) are removed."""
+        names = []
+        try:
+            candidates = [e.name for e in os.scandir(netns.NETNS_RUN_DIR) if self.name_re.fullmatch(e.name)]
+        except OSError:
+            return []
+        for name in candidates:
+            if netns.exists(name):
+                names.append(name)
+            else:
+                log.warning("removing %s: an empty pin file left by a crash", netns.path_of(name))
+                netns.remove(name)
+        return names
+
+    def _user_of(self, name: str) -> str | None:
+        """The user a pin not in state.json belongs to, if its name tells for
+        sure: with sessions in names ("{user}-{session}") a split could give
+        another existing user, so such pins wait for a login instead."""
+        match = self.name_re.fullmatch(name)
+        groups = match.groupdict() if match else {}
+        return groups.get("user") if "session" not in groups else None
 
     # ---- up / down / teardown --------------------------------------------------
     def set_up(self, entry: UserNs, up: bool) -> None:
@@ -308,19 +467,23 @@ class Manager:
         log.info("removed %s of %s", entry.name, entry.user.name)
 
     def collect(self, now: float) -> None:
-        """Periodic: repair unpinned namespaces; remove unused ones per policy."""
+        """Periodic: re-pin namespaces unpinned by hand, replace dead or hung
+        endpoints, retry users that could not be looked up, remove unused
+        namespaces per policy. "In use" is judged by the namespace itself (the
+        descriptor the daemon holds), never by its pin."""
         if self.dirty:
             self.save()
+        self._retry_unresolved()
         by_inode = _namespace_users()
         with self.lock:
             entries = list(self.users.values())
         for entry in entries:
-            if entry.closing:
-                continue
-            try:
-                in_use = netns.exists(entry.name) and by_inode.get(netns.inode(entry.name), 0) > 0
-            except OSError:
-                in_use = False
+            with entry.lock:
+                if entry.closing:
+                    continue
+                self._keep_working(entry)
+                ino = os.fstat(entry.ns_fd).st_ino if entry.ns_fd is not None else None
+            in_use = ino is not None and by_inode.get(ino, 0) > 0
             if in_use or self.cfg["after_logout"] == "keep":
                 entry.empty_since = None
                 continue
@@ -328,8 +491,20 @@ class Manager:
             if now - entry.empty_since >= self.cfg["remove_after"]:
                 self.teardown(entry)
 
+    def _keep_working(self, entry: UserNs) -> None:
+        try:
+            if entry.ns_fd is not None and not netns.exists(entry.name):
+                log.warning("%s was unpinned by hand: pinning it again", entry.name)
+                self._repin(entry)
+            if self._missing(entry):
+                self.repair(entry)
+        except (OSError, SessionError) as err:
+            log.error("could not repair %s: %s", entry.name, err)
+
     # ---- state on disk (for re-adoption) ---------------------------------------
     def save(self) -> None:
+        """Write state.json atomically (write, fsync, rename); a failure (a full
+        run directory) is logged and retried by the collector, never fatal."""
         self.dirty = False
         # Serialised: concurrent saves shared the temporary file (one replace()
         # then failed with ENOENT and an older snapshot could win).
@@ -337,55 +512,107 @@ class Manager:
             with self.lock:
                 state = {e.name: {"user": e.user.name, "sessions": sorted(e.sessions), "pids": dict(e.pids)}
                          for e in self.users.values()}
-            tmp = self.run_dir / ".state.json.tmp"
-            tmp.write_text(json.dumps(state))
-            tmp.replace(self.run_dir / "state.json")
-
-    def adopt(self, lookup: object) -> None:
-        """After a restart: take over the namespaces and endpoints of the last run."""
-        try:
-            state = json.loads((self.run_dir / "state.json").read_text())
-        except (OSError, ValueError):
-            return
-        for name, saved in state.items():
+                for name, saved in self.unresolved.items():
+                    state.setdefault(name, saved)
             try:
-                self._adopt_one(name, saved, lookup)
-            except (OSError, KeyError, ValueError, TypeError, SessionError) as err:
+                _write_atomically(self.run_dir / "state.json", json.dumps(state).encode())
+            except OSError as err:
+                self.dirty = True
+                log.warning("could not save state.json (%s); will retry", err.strerror)
+
+    def _load_state(self) -> dict[str, dict]:
+        """state.json as far as it can be used: anything broken counts as empty
+        (what runs is found on the machine anyway)."""
+        path = self.run_dir / "state.json"
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            log.warning("%s is unreadable (%s): going by what runs on the machine", path, err)
+            return {}
+        if not isinstance(state, dict):
+            log.warning("%s holds no entries: going by what runs on the machine", path)
+            return {}
+        return {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, dict)}
+
+    def adopt(self, lookup: Callable[[str], User]) -> None:
+        """After a restart: take over the namespaces and endpoints of the last
+        run, found on the machine (pins under our naming, endpoints serving
+        them), with state.json adding sessions and users not found by name."""
+        self.lookup = lookup
+        state = self._load_state()
+        found = self._found()
+        for name in sorted(set(state) | set(self._our_pins())):
+            try:
+                self._adopt_one(name, state.get(name, {}), lookup, found)
+            except (OSError, KeyError, ValueError, TypeError, AttributeError, SessionError) as err:
                 # One broken user must not keep every other one offline.
                 log.error("could not re-adopt %s: %s; `vxvdex-session reprovision` after "
                           "the next login will rebuild it", name, err)
+        for leftover in found.values():  # endpoints of namespaces not ours, or kept unresolved
+            for pidfd, _info in leftover:
+                os.close(pidfd)
         self.save()
 
-    def _adopt_one(self, name: str, saved: dict, lookup: object) -> None:
+    def _adopt_one(self, name: str, saved: dict, lookup: Callable[[str], User],
+                   found: dict[int, list[Found]]) -> None:
+        user_name = saved.get("user") or self._user_of(name)
+        if user_name is None or not netns.exists(name):
+            self.unresolved.pop(name, None)
+            return
         try:
-            user = lookup(saved["user"])  # type: ignore[operator]
+            user = lookup(user_name)
         except KeyError:
+            if name not in self.unresolved:
+                log.warning("cannot look up user %s of %s: kept with its endpoints (retried every "
+                            "few seconds)", user_name, name)
+            self.unresolved[name] = {"user": user_name, "sessions": list(saved.get("sessions", [])),
+                                     "pids": dict(saved.get("pids", {}))}
             return
-        if not netns.exists(name):
-            return
-        entry = UserNs(user, name, self.ports_for(user, name), sessions=set(saved["sessions"]))
-        for ifname, pid in saved["pids"].items():
-            if _is_endpoint(pid, self.ep_uid) and self.watcher.watch((name, ifname), pid):
-                entry.pids[ifname] = pid
+        entry = UserNs(user, name, self.ports_for(user, name), sessions=set(saved.get("sessions", [])))
         entry.ns_fd = netns.open_fd(name)
+        self._adopt_found(entry, found)
+        self._adopt_saved(entry, saved)
         with self.lock:
             self.users[name] = entry
+            self.unresolved.pop(name, None)
         with entry.lock:
             self.ensure(entry)
         log.info("re-adopted %s of %s (endpoints %s)", name, user.name, sorted(entry.pids.values()))
 
+    def _retry_unresolved(self) -> None:
+        if not self.unresolved or self.lookup is None:
+            return
+        before = len(self.unresolved)
+        for name, saved in list(self.unresolved.items()):
+            with self.lock:
+                known = name in self.users
+            if known:  # the user logged in again meanwhile
+                self.unresolved.pop(name, None)
+                continue
+            try:
+                self._adopt_one(name, saved, self.lookup, {})
+            except (OSError, ValueError, TypeError, SessionError) as err:
+                log.error("could not re-adopt %s: %s", name, err)
+        if len(self.unresolved) != before:
+            self.save()
+
     # ---- reading ---------------------------------------------------------------
-    def status(self, entry: UserNs) -> dict:
+    def status(self, entry: UserNs, detail: bool = True) -> dict:
+        """What `status USER` shows (detail: up to MAX_PEERS peers), or the
+        summary `list` shows for each user (no peers); both bounded."""
         ports = []
         for port in entry.ports:
-            try:
-                ep = json.loads(self.status_path(entry, port).read_text())
-            except (OSError, ValueError):
-                ep = {}
+            ep = _read_status(self.status_path(entry, port))
+            peers = ep.pop("peers", [])
+            ep["peers_total"] = len(peers) if isinstance(peers, list) else 0
+            if detail and isinstance(peers, list):
+                ep["peers"] = peers[:MAX_PEERS]
             pid = entry.pids.get(port.ifname)
             ports.append({"ifname": port.ifname, "vlan_gid": port.gid, "mac": port.mac.hex(":"),
                           "mtu": port.mtu, "url": self.url_for(port.gid), "endpoint_pid": pid,
-                          "endpoint_alive": pid is not None and _alive(pid),
+                          "endpoint_alive": self.watcher.running((entry.name, port.ifname), pid),
                           "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep})
         return {"user": entry.user.name, "uid": entry.user.uid, "gid": entry.user.gid,
                 "netns": entry.name, "pinned": netns.exists(entry.name),
@@ -394,7 +621,7 @@ class Manager:
     def all_status(self) -> list[dict]:
         with self.lock:
             entries = list(self.users.values())
-        return [self.status(e) for e in entries]
+        return [self.status(e, detail=False) for e in entries]
 
     def shutdown(self) -> None:
         """Daemon exit: endpoints keep running; they are re-adopted at start."""
@@ -402,9 +629,81 @@ class Manager:
         self.zygote.close()
 
 
-def _alive(pid: int | None) -> bool:
-    if pid is None:
+def _read_status(path: Path) -> dict:
+    """An endpoint's status file, read as the unprivileged side may have left
+    it: no symlink followed, no FIFO waited on, a regular file of bounded size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATUS_BYTES:
+            return {}
+        found = json.loads(os.read(fd, MAX_STATUS_BYTES))
+    except (OSError, ValueError):
+        return {}
+    finally:
+        os.close(fd)
+    return found if isinstance(found, dict) else {}
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _name_pattern(cfg: Config) -> re.Pattern[str]:
+    """A regular expression for the namespace names this configuration makes
+    (the user and session as groups), to recognise our pins on the machine."""
+    template: str = cfg["netns_name"]
+    if cfg["scope"] == "session" and "{session}" not in template:
+        template += "-{session}"
+    parts, seen = [], set()
+    for literal, fieldname, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if fieldname:
+            parts.append(f"(?P={fieldname})" if fieldname in seen else f"(?P<{fieldname}>[A-Za-z0-9_.@$-]+?)")
+            seen.add(fieldname)
+    return re.compile("".join(parts))
+
+
+def _wait_until_ready(path: Path, timeout: float, pid: int) -> None:
+    """Until the endpoint has touched its status file (it forwards by then)."""
+    deadline = time.monotonic() + timeout
+    while supervisor.heartbeat_age(path) is None:
+        if time.monotonic() > deadline or not _exists(pid):
+            raise SessionError("EIO", f"endpoint (pid {pid}) did not come up; see the journal")
+        time.sleep(0.001)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
+    return True
+
+
+def _namespace_users() -> dict[int, int]:
+    """How many processes each network namespace (by inode) has."""
+    return Counter(ino for _pid, ino in netns.process_namespaces())
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this pid exists. Used for PAM openers only: a
+    reused pid keeps a session counted longer (towards max_sessions), never
+    shorter, so no pidfd is needed there."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -412,41 +711,3 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _is_endpoint(pid: int, uid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
-    return all(int(u) == uid for u in uids)
-
-
-def _terminate(pid: int, timeout: float = 2.0) -> None:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        signal.pidfd_send_signal(fd, signal.SIGTERM)
-        import select
-        if not select.select([fd], [], [], timeout)[0]:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _wait_for_file(path: Path, timeout: float, pid: int) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline or not _alive(pid):
-            raise SessionError("EIO", f"endpoint (pid {pid}) did not come up; see the journal")
-        time.sleep(0.001)
-
-
-def _namespace_users() -> dict[int, int]:
-    """How many processes each network namespace (by inode) has."""
-    return Counter(ino for _pid, ino in netns.process_namespaces())

@@ -47,6 +47,30 @@ class Transport:
     gso: bool = False
     gro: bool = False
     notes: list[str] = field(default_factory=list)
+    url: VxvdeUrl | None = None   # for rejoin(); None: the kernel module keeps the membership
+
+    def rejoin(self) -> bool:
+        """Join the group again if the membership was lost (the uplink deleted
+        and made again drops it): True if it had been. One setsockopt that
+        answers EADDRINUSE while we are a member, so it may run every second."""
+        if self.url is None:
+            return False
+        try:
+            ifindex = socket.if_nametoindex(self.url.ifname) if self.url.ifname else 0
+            if self.url.family == socket.AF_INET6:
+                mreq = self.url.group.packed + struct.pack("=I", ifindex)
+                self.mcast.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+                if ifindex:
+                    self.ucast.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            else:
+                mreqn = self.url.group.packed + bytes(4) + struct.pack("=i", ifindex)
+                self.mcast.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+                if ifindex:
+                    self.ucast.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                          bytes(8) + struct.pack("=i", ifindex))
+        except OSError:  # EADDRINUSE: still a member; ENODEV: no uplink (yet)
+            return False
+        return True
 
     def close(self) -> None:
         self.mcast.close()
@@ -150,7 +174,7 @@ def _open(url: VxvdeUrl, kernel: bool, ifindex: int) -> Transport:
                              "(is there a multicast route? `ip route add 224.0.0.0/4 dev eth0`)") from None
     group = (str(url.group), url.port) + ((0, 0) if url.family == socket.AF_INET6 else ())
     kind = "AF_VXVDEX" if kernel else "UDP"
-    return Transport(mcast, ucast, group, ucast.getsockname()[1], kind)
+    return Transport(mcast, ucast, group, ucast.getsockname()[1], kind, url=None if kernel else url)
 
 
 def _enable_offloads(t: Transport, url: VxvdeUrl) -> None:

@@ -5,7 +5,10 @@ everything an endpoint needs and forks one child per endpoint on request.
 Children share the zygote's interpreter pages copy-on-write, which keeps
 the memory per user small, and start in milliseconds (no exec, no imports).
 Requests arrive on a SOCK_SEQPACKET socket: an endpoint Spec as JSON with
-the tap descriptor attached; the answer is the child's pid. The zygote exits
+the tap descriptor attached, then a descriptor of the user's network
+namespace, which the child keeps open for its whole life without using it:
+it tells the daemon, after a restart, which namespace an endpoint serves
+(supervisor.find). The answer is the child's pid. The zygote exits
 when the daemon closes the socket; running endpoints are not affected.
 """
 
@@ -34,7 +37,8 @@ def recv_with_fds(sock: socket.socket, maxfds: int = 4) -> tuple[bytes, list[int
 
 
 def child(sock: socket.socket, spec_raw: bytes, tap_fd: int) -> None:
-    """In the forked child: become the endpoint, never return."""
+    """In the forked child: become the endpoint, never return (the namespace
+    descriptor stays open: it names the namespace this endpoint serves)."""
     code = 1
     try:
         sock.close()
