@@ -8,6 +8,8 @@ OTHERS_MAX, and a request must arrive within DEADLINE seconds. Requests are
 answered by fixed pools of threads started up front (never one per
 connection): one pool for root (pam_vxvdex runs as root in sshd, login,
 cron), one for everybody else, so users' requests never delay logins.
+Root's connections are never closed unanswered: past ROOT_MAX in progress,
+accepting pauses and logins wait in the kernel's backlog.
 Running out of descriptors (EMFILE) sheds idle non-root connections and
 never ends the loop.
 """
@@ -31,7 +33,7 @@ log = logging.getLogger("vxvdexd")
 DEADLINE = 2.0          # seconds from connect to the request (the module sends at once)
 PER_UID = 8             # concurrent connections of one non-root uid
 OTHERS_MAX = 512        # concurrent connections of all non-root uids
-ROOT_MAX = 4096         # concurrent connections of root (logins in progress)
+ROOT_MAX = 4096         # root connections (logins) in progress before accepting pauses
 ROOT_WORKERS = 16
 OTHER_WORKERS = 4
 OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -122,6 +124,8 @@ class Server:
                 self._out_of_fds(err)
                 return
             self._admit(conn)
+            if time.monotonic() < self.paused_until:
+                return
 
     def _admit(self, conn: socket.socket) -> None:
         try:
@@ -131,14 +135,18 @@ class Server:
             return
         with self.count_lock:
             others = sum(n for u, n in self.count.items() if u != 0)
-            full = self.count[0] >= ROOT_MAX if uid == 0 else \
-                self.count[uid] >= PER_UID or others >= OTHERS_MAX
+            full = uid != 0 and (self.count[uid] >= PER_UID or others >= OTHERS_MAX)
             if not full:
                 self.count[uid] += 1
+            root_busy = uid == 0 and self.count[0] >= ROOT_MAX
         if full:
             conn.close()
             self._warn(f"uid {uid} holds too many control connections: closing new ones")
             return
+        if root_busy:
+            # Root's connections are logins: closing one refuses a login. Stop
+            # accepting for a moment instead; the next ones wait in the backlog.
+            self.paused_until = time.monotonic() + 0.05
         conn.setblocking(False)
         self.pending[conn.fileno()] = Pending(conn, uid, time.monotonic() + DEADLINE)
         self.sel.register(conn, selectors.EVENT_READ)
