@@ -111,6 +111,12 @@ def _path(v: Any) -> Any:
     return Path(v)
 
 
+def _bool(v: Any) -> Any:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
 def _remove_after(v: Any) -> Any:
     return None if v is None else _int(0, 86400 * 30)(v)
 
@@ -140,6 +146,7 @@ SETTINGS = [
     Setting("remove_after", 60, _remove_after, "seconds to wait before removing"),
     Setting("run_dir", "/run/vxvdex", _path, "control socket and state"),
     Setting("endpoint_user", "vxvdex-endpoint", _name, "unprivileged system user of endpoints"),
+    Setting("port_guard", True, _bool, "only root and endpoints may use the vxvde port (nftables)"),
     Setting("log_level", "info", _enum("debug", "info", "warning", "error"), "daemon log level"),
 ]
 _BY_PATH = {s.path: s for s in SETTINGS}

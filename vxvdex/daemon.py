@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, config, control
+from . import __version__, config, control, guard
 from .control import ProtocolError, Request
 from .sessions import Manager, SessionError
 from .users import User, is_managed, lookup
@@ -177,6 +177,16 @@ class Daemon:
                 log.exception("collecting namespaces")
 
 
+def start_guard(cfg: config.Config, endpoint_uid: int) -> bool:
+    """Install (or, when turned off, remove) the port guard; False: refuse to start."""
+    try:
+        log.info("%s", guard.sync(cfg["port_guard"], cfg["network.port"], [endpoint_uid]))
+    except guard.GuardError as err:
+        log.error("cannot set up the port guard: %s", err)
+        return False
+    return True
+
+
 def setup_logging(level: str) -> None:
     # Under systemd stderr is the journal, which adds time and name itself.
     fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
@@ -204,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print("vxvdexd: must run as root (it creates network namespaces and taps)", file=sys.stderr)
         return 1
     daemon = Daemon(cfg)
+    if not start_guard(cfg, daemon.manager.ep_uid):
+        return 1
     daemon.manager.adopt(lookup)
     sock = daemon.listen()
 
