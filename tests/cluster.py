@@ -126,8 +126,10 @@ class Cluster:
 
     # ---- teardown --------------------------------------------------------------
     def close(self) -> None:
-        for proc in self.daemons.values():
+        for host, proc in self.daemons.items():
             self.lan.stop(proc)
+            # The port guard outlives its daemon by design (a kernel-held bind program).
+            self.lan.run(self.lan.host(host), tool("vxvdexd"), "--remove-guard", check=False)
         self.daemons.clear()
         self.lan.close()  # ends endpoints (they live in the host namespaces)
         for user in reversed(self.made_users):

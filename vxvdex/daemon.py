@@ -180,11 +180,21 @@ class Daemon:
 def start_guard(cfg: config.Config, endpoint_uid: int) -> bool:
     """Install (or, when turned off, remove) the port guard; False: refuse to start."""
     try:
-        log.info("%s", guard.sync(cfg["port_guard"], cfg["network.port"], [endpoint_uid]))
+        log.info("%s", guard.sync(cfg["port_guard"], cfg["network.port"], [endpoint_uid],
+                                  cfg["network.ip_version"], cfg["network.group_prefix"]))
     except guard.GuardError as err:
         log.error("cannot set up the port guard: %s", err)
         return False
     return True
+
+
+def remove_guard() -> int:
+    try:
+        guard.remove_all()
+    except (guard.GuardError, OSError) as err:
+        print(f"vxvdexd: cannot remove the port guard: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def setup_logging(level: str) -> None:
@@ -199,8 +209,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "(see vxvdexd(8)).")
     ap.add_argument("--config", type=Path, default=config.DEFAULT_PATH, help="default: %(default)s")
     ap.add_argument("--check", action="store_true", help="check the configuration and exit")
+    ap.add_argument("--remove-guard", action="store_true",
+                    help="remove the port guard of this network namespace and exit (package removal)")
     ap.add_argument("--version", action="version", version=f"vxvdexd {__version__}")
     args = ap.parse_args(argv)
+    if args.remove_guard:
+        return remove_guard()
     try:
         cfg = config.load(args.config)
     except config.ConfigError as err:

@@ -1,4 +1,5 @@
-"""The vxvde port guard: nftables table `inet vxvdex_guard`, vxvdex's own.
+"""The vxvde port guard. Sending: nftables table `inet vxvdex_guard`, vxvdex's
+own (this module). Receiving: a bind restriction (bindguard.py).
 
 The wire has no authentication: any process with the host's network could
 send vxvde datagrams into any VLAN. The guard drops, in the output hook,
@@ -17,8 +18,11 @@ removed whole; no other table is read or touched. Other vxvdex tables
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
+
+from . import bindguard
 
 TABLE = "vxvdex_guard"
 FAMILY = "inet"
@@ -72,11 +76,27 @@ def remove() -> None:
     _nft(removal())
 
 
-def sync(enabled: bool, port: int, allowed_uids: list[int]) -> str:
-    """Make the guard match the configuration; return a line for the log."""
-    if enabled:
-        install(port, allowed_uids)
-        return (f"port guard on: only root and uids {sorted(set(allowed_uids))} may send to UDP "
-                f"port {port} or send vxvde headers (nft table {FAMILY} {TABLE})")
+def remove_all() -> None:
+    """Remove both halves (vxvdexd --remove-guard: package removal, tests)."""
     remove()
-    return "port guard off (port_guard: false): any local user may send into any VLAN"
+    try:
+        bindguard.remove()
+    except bindguard.BindGuardError as err:
+        raise GuardError(f"bind restriction: {err.strerror}") from None
+
+
+def sync(enabled: bool, port: int, allowed_uids: list[int], ip_version: int = 4,
+         prefix: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None) -> str:
+    """Make both halves of the guard match the configuration; return a line for the log."""
+    try:
+        if enabled:
+            install(port, allowed_uids)
+            bindguard.install(port, allowed_uids, ip_version, prefix)
+            return (f"port guard on: only root and uids {sorted(set(allowed_uids))} may send to UDP "
+                    f"port {port} or send vxvde headers (nft table {FAMILY} {TABLE}), or bind port "
+                    f"{port} except on the group of their own gid (cgroup bind program)")
+        remove()
+        bindguard.remove()
+    except bindguard.BindGuardError as err:
+        raise GuardError(f"bind restriction: {err.strerror}") from None
+    return "port guard off (port_guard: false): any local user may send into and read any VLAN"

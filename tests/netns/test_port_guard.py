@@ -1,12 +1,12 @@
-"""The port guard (vxvdex/guard.py): on a host with a running vxvdexd, a user
-who is not root and not the endpoint user cannot send into a VLAN with a
-plain UDP socket, neither to the group nor to an endpoint's unicast port,
-while the endpoints and root's `vde_plug vxvde:///grp=GID` still carry
-frames; with `port_guard: false` the same datagrams get through.
+"""The port guard (vxvdex/guard.py, vxvdex/bindguard.py): on a host with a
+running vxvdexd, a user who is neither root nor the endpoint user can
+neither send into a VLAN with a plain UDP socket (to the group or to an
+endpoint's unicast port) nor bind the vxvde port to read one, while the
+endpoints and root's `vde_plug vxvde:///grp=GID` still carry frames; with
+`port_guard: false` the same user does both.
 
-    h1: alice (managed), mallory (not managed, same primary group),
-        root's vde_plug on a leaf        -> listeners on h1 and h2
-    h2: alice (managed)
+    h1: alice (managed, group A), mallory (not managed, group O),
+        root's vde_plug on a leaf, listeners      h2: alice, listeners
 """
 
 from __future__ import annotations
@@ -31,14 +31,23 @@ INJECT = str(REPO / "tests" / "netns" / "vxinject.py")
 LISTEN = str(REPO / "tests" / "netns" / "vxlisten.py")
 
 
-class Listener:
-    """A root process on a host printing every datagram it gets on a port."""
+def as_user(user: str | None, cmd: list[str]) -> list[str]:
+    """cmd as user (after entering the namespace: `ip netns exec` needs root)."""
+    if user is None:
+        return cmd
+    gid = str(pwd.getpwnam(user).pw_gid)
+    return ["setpriv", f"--reuid={user}", f"--regid={gid}", "--init-groups", *cmd]
 
-    def __init__(self, c: Cluster, host: int, port: int, group: str | None = None) -> None:
-        self.proc = c.lan.spawn(c.lan.host(host), sys.executable, LISTEN, str(port),
-                                *((group,) if group else ()), capture=True)
+
+class Listener:
+    """A process on a host printing every datagram it gets on a port."""
+
+    def __init__(self, c: Cluster, host: int, port: int, group: str | None = None,
+                 user: str | None = None) -> None:
+        cmd = as_user(user, [sys.executable, LISTEN, str(port), *((group,) if group else ())])
+        self.proc = c.lan.spawn(c.lan.host(host), *cmd, capture=True)
         assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready"
+        self.ready = self.proc.stdout.readline().strip() == "ready"  # else it could not bind
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -55,15 +64,12 @@ class Listener:
 
 
 def inject(c: Cluster, host: int, user: str | None, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, INJECT, *args]
-    if user:  # `ip netns exec` needs root: enter first, then become the user
-        gid = str(pwd.getpwnam(user).pw_gid)
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={gid}", "--init-groups", *cmd]
-    return sh("ip", "netns", "exec", c.lan.host(host), *cmd, check=False)
+    return sh("ip", "netns", "exec", c.lan.host(host), *as_user(user, [sys.executable, INJECT, *args]),
+              check=False)
 
 
 def attempts(c: Cluster, mallory: str, group: str, gid: int, tag: str) -> None:
-    """mallory's three tries from h1; then root's, which must arrive (the fact we wait for)."""
+    """mallory's three tries from h1, then root's two, which must arrive (the fact to wait for)."""
     inject(c, 1, mallory, group, str(PORT), str(gid), f"mcast-{tag}")
     inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), f"ucast-{tag}")
     inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), f"plain-{tag}", "--raw")
@@ -73,19 +79,22 @@ def attempts(c: Cluster, mallory: str, group: str, gid: int, tag: str) -> None:
 
 @pytest.fixture
 def guarded(cluster: Cluster) -> Iterator[tuple[Cluster, str, str, int]]:
-    ga = f"vxa{cluster.tag}"
+    ga, go = f"vxa{cluster.tag}", f"vxo{cluster.tag}"
     gid = cluster.group(ga)
+    cluster.group(go)
     alice = cluster.user("alice", ga)
-    mallory = cluster.user("mallory", ga, managed=False)
+    mallory = cluster.user("mallory", go, managed=False)
     cluster.start(1)
     cluster.start(2)
     yield cluster, alice, mallory, gid
 
 
-def test_an_unmanaged_user_cannot_send_into_a_vlan(guarded: tuple[Cluster, str, str, int]) -> None:
+def test_an_unmanaged_user_can_neither_inject_nor_read(guarded: tuple[Cluster, str, str, int]) -> None:
     c, alice, mallory, gid = guarded
     ns1, ns2 = c.open(1, alice), c.open(2, alice)
     group = str(wire.group_address(gid))
+    spy_any, spy_group = Listener(c, 1, PORT, user=mallory), Listener(c, 1, PORT, group, user=mallory)
+    assert not spy_any.ready and not spy_group.ready, "mallory bound the vxvde port"
     here, there = Listener(c, 1, PORT, group), Listener(c, 2, PORT, group)
     unicast = Listener(c, 2, UNICAST_PORT)
 
@@ -96,7 +105,7 @@ def test_an_unmanaged_user_cannot_send_into_a_vlan(guarded: tuple[Cluster, str, 
     assert not here.got("mcast-on"), "mallory's datagram reached a socket on her own host"
     assert not there.got("mcast-on"), "mallory's datagram left her host for the group"
     assert not unicast.got("ucast-on"), "mallory sent a vxvde header to a unicast port"
-    unicast.wait("plain-on")  # other UDP of hers is not touched
+    unicast.wait("plain-on")  # her other UDP is not touched
 
     # The endpoints, and root's vde_plug (the administrators' way in), still carry frames.
     add_addr(ns1, "198.51.100.1/24")
@@ -107,7 +116,7 @@ def test_an_unmanaged_user_cannot_send_into_a_vlan(guarded: tuple[Cluster, str, 
     assert pings(c.lan, leaf, "198.51.100.2")
 
 
-def test_port_guard_false_removes_the_table(guarded: tuple[Cluster, str, str, int]) -> None:
+def test_port_guard_false_removes_both_halves(guarded: tuple[Cluster, str, str, int]) -> None:
     c, _alice, mallory, gid = guarded
     assert "vxvdex_guard" in c.lan.run(c.lan.host(1), "nft", "list", "tables").stdout
     c.lan.stop(c.daemons[1])
@@ -115,7 +124,10 @@ def test_port_guard_false_removes_the_table(guarded: tuple[Cluster, str, str, in
     c.start(1)
     assert "vxvdex_guard" not in c.lan.run(c.lan.host(1), "nft", "list", "tables").stdout
     group = str(wire.group_address(gid))
+    spy = Listener(c, 1, PORT, group, user=mallory)
+    assert spy.ready
     there, unicast = Listener(c, 2, PORT, group), Listener(c, 2, UNICAST_PORT)
     attempts(c, mallory, group, gid, "off")
     there.wait("mcast-off")
     unicast.wait("ucast-off")
+    spy.wait("root-off")
