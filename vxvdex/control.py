@@ -14,6 +14,9 @@ Request: `VERB [ARG ...]`, ASCII words separated by single spaces.
     list                    every provisioned user (root only, JSON)
     reprovision [USER]      repair: namespace, taps, endpoints
     up [USER] / down [USER] bring the user's taps up or down
+    remove USER [force]     end USER's namespace and endpoints now (root only;
+                            EBUSY while processes are in it, unless force);
+                            TEXT is how many processes were still in it
     version
 
 Answer: the first word says how it went, the rest of the line follows.
@@ -41,7 +44,7 @@ MAX_ANSWER = 1 << 20        # an answer (`list` of many users is long)
 SO_SNDBUFFORCE = 32
 WORD_RE = re.compile(r"^[A-Za-z0-9_.@$-]{1,64}$")
 VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 1), "list": (0, 0), "reprovision": (0, 1),
-         "up": (0, 1), "down": (0, 1), "version": (0, 0)}
+         "up": (0, 1), "down": (0, 1), "version": (0, 0), "remove": (1, 2)}
 
 
 class ProtocolError(ValueError):

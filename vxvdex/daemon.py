@@ -53,6 +53,7 @@ class Daemon:
             "open": self.do_open, "close": self.do_close, "status": self.do_status, "list": self.do_list,
             "reprovision": self.do_reprovision, "up": self.do_up, "down": self.do_down,
             "version": lambda req, uid: (f"ok {__version__}", None),
+            "remove": self.do_remove,
         }
 
     # ---- authorisation -------------------------------------------------------
@@ -106,8 +107,18 @@ class Daemon:
         user = self.subject(req, uid)
         if not is_managed(user, self.cfg):
             return f"unmanaged {user.name} is not in a managed group", None
-        self.manager.reprovision(user.name)
+        self.manager.reprovision(user.name, user)  # user as it is now: a changed gid applies
         return "ok", None
+
+    def do_remove(self, req: Request, uid: int) -> tuple[str, int | None]:
+        """remove USER [force]: end USER's namespace and endpoints now (root)."""
+        if uid != 0:
+            raise SessionError("EPERM", "only root may remove a user's namespace")
+        if req.args[1:] not in ((), ("force",)):
+            raise ProtocolError("remove takes USER and optionally the word force")
+        user = self.subject(req, uid)
+        left = self.manager.remove(user.name, force=bool(req.args[1:]))
+        return f"ok {left}", None
 
     def do_up(self, req: Request, uid: int) -> tuple[str, int | None]:
         return self._set_up(req, uid, True)

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns, provision, wire
+from . import __version__, netns, provision, wire
 from .config import Config
 from .endpoint import Spec
 from .provision import Port
@@ -203,13 +203,55 @@ class Manager:
         self.ensure(entry)
         self.save()
 
-    def reprovision(self, user_name: str) -> UserNs:
+    def reprovision(self, user_name: str, fresh: User | None = None) -> UserNs:
         entry = self.find(user_name)
         with entry.lock:
             if entry.closing:
                 raise SessionError("ENOENT", f"{user_name}'s namespace has just been removed")
+            if fresh is not None:
+                self._apply_changes(entry, fresh)
             self.repair(entry)
         return entry
+
+    def _apply_changes(self, entry: UserNs, fresh: User) -> None:
+        """A changed primary gid or configuration: the ports follow the user
+        as they are now, and endpoints that serve something else restart."""
+        entry.user = fresh
+        entry.ports = self.ports_for(fresh)
+        for port in entry.ports:
+            reason = self.stale(entry, port)
+            pid = entry.pids.get(port.ifname)
+            if reason and pid is not None:
+                log.info("restarting endpoint %s/%s (pid %d): %s", entry.name, port.ifname, pid, reason)
+                self.watcher.unwatch((entry.name, port.ifname))
+                _terminate(pid)
+                del entry.pids[port.ifname]
+
+    def stale(self, entry: UserNs, port: Port) -> str | None:
+        """Why port's running endpoint is not what the configuration asks for, or None."""
+        try:
+            ep = json.loads(self.status_path(entry, port).read_text())
+        except (OSError, ValueError):
+            return None  # not running (or starting): nothing stale to restart
+        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu, "version": __version__}
+        wrong = [f"{key} {ep.get(key)!r} (now {value!r})" for key, value in want.items()
+                 if ep.get(key) != value]
+        return ", ".join(wrong) or None
+
+    def remove(self, user_name: str, force: bool) -> int:
+        """End a user's namespace and endpoints now; return how many processes
+        were still in it (refused with EBUSY unless force)."""
+        entry = self.find(user_name)
+        try:
+            ino = netns.inode(entry.name)
+            inside = sum(1 for _pid, i in netns.process_namespaces() if i == ino)
+        except OSError:
+            inside = 0
+        if inside and not force:
+            raise SessionError("EBUSY", f"{user_name} has {inside} processes in {entry.name}: "
+                                        "they lose the VLAN; log them out first or add --force")
+        self.teardown(entry)
+        return inside
 
     def _hold(self, entry: UserNs) -> None:
         if entry.ns_fd is not None:
@@ -328,7 +370,8 @@ class Manager:
             ports.append({"ifname": port.ifname, "vlan_gid": port.gid, "mac": port.mac.hex(":"),
                           "mtu": port.mtu, "url": self.url_for(port.gid), "endpoint_pid": pid,
                           "endpoint_alive": pid is not None and _alive(pid),
-                          "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep})
+                          "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep,
+                          "stale": self.stale(entry, port) if pid is not None else None})
         return {"user": entry.user.name, "uid": entry.user.uid, "gid": entry.user.gid,
                 "netns": entry.name, "pinned": netns.exists(entry.name),
                 "sessions": sorted(entry.sessions), "ports": ports}

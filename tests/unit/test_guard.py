@@ -30,8 +30,8 @@ def _jumps(code: bytes) -> list[tuple[int, int]]:
 
 
 def test_every_jump_of_the_bind_program_lands_on_allow_or_deny() -> None:
-    for v6, group in ((False, ipaddress.ip_address("239.0.0.1")), (True, ipaddress.ip_address("ff05:56de::1")),
-                      (False, None)):
+    v4, v6_ = ipaddress.ip_address("239.0.0.1"), ipaddress.ip_address("ff05:56de::1")
+    for v6, group in ((False, v4), (True, v6_), (False, None)):
         code = bindguard.program(1234, 14789, [105], v6, group)
         n = len(code) // 8
         deny, allow = n - 4, n - 2
