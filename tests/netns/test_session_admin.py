@@ -1,14 +1,19 @@
 """vxvdex-session's administrator commands on a simulated LAN: remove (with
 and without processes in the namespace), reprovision after a change of a
-user's primary gid across a daemon restart (status tells the truth, then
-reprovision --all fixes it), who MAC|ADDRESS, and the exit codes of a
+user's primary gid across a daemon restart and after an upgrade (status
+tells the truth, then reprovision --all fixes it), who MAC|ADDRESS, and the exit codes of a
 user without a namespace (6) and of no such user (7)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import sys
+from pathlib import Path
+
 from cluster import Cluster
 from endpoints import pings
-from lan import sh, wait_for
+from lan import REPO, sh, wait_for
 from provisioned import add_addr, alive, pinned, port, sleeper, status
 
 
@@ -109,3 +114,38 @@ def test_no_namespace_and_no_such_user_differ(cluster: Cluster) -> None:
     nobody = cluster.session(1, "status", f"nosuch{cluster.tag}")
     assert nobody.returncode == 7 and "no such user" in nobody.stderr
     assert cluster.session(1, "remove", f"nosuch{cluster.tag}").returncode == 7
+
+
+def test_after_an_upgrade_reprovision_all_restarts_endpoints_of_the_old_code(cluster: Cluster,
+                                                                             tmp_path: Path) -> None:
+    """The endpoints of an older vxvdex, re-adopted by the new daemon, are
+    shown as stale and restarted (with the new code) by reprovision --all."""
+    group = f"vxa{cluster.tag}"
+    cluster.group(group)
+    alice = cluster.user("alice", group)
+    old = tmp_path / "old"
+    shutil.copytree(REPO / "vxvdex", old / "vxvdex")
+    init = old / "vxvdex" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = ".*"', '__version__ = "0.0.1"', init.read_text()))
+    cfg = cluster.dir / "h1-old.yaml"
+    cfg.write_text(cluster.config_text(1))
+    cluster.run_dir(1).mkdir(parents=True, exist_ok=True)
+    cluster.daemons[1] = cluster.lan.spawn(cluster.lan.host(1), "env", "--chdir=/", f"PYTHONPATH={old}", sys.executable,
+                                           "-m", "vxvdex.daemon", "--config", str(cfg),
+                                           log=cluster.dir / "vxvdexd-h1-old.log", host_mounts=True)
+    wait_for(lambda: cluster.daemons[1].poll() is not None or (cluster.run_dir(1) / "control").exists(),
+             timeout=15, what="the old daemon")
+    assert cluster.daemons[1].poll() is None, cluster.log(1)
+    assert cluster.ask(1, "version").text == "0.0.1"
+    cluster.open(1, alice)
+    old_pid = port(cluster, 1, alice)["endpoint_pid"]
+
+    cluster.lan.stop(cluster.daemons[1])
+    cluster.start(1)  # the new version re-adopts the old endpoint
+    p = port(cluster, 1, alice)
+    assert p["endpoint_pid"] == old_pid and "version '0.0.1'" in (p["stale"] or "")
+    done = cluster.session(1, "reprovision", "--all")
+    assert done.returncode == 0, done.stderr
+    p = port(cluster, 1, alice)
+    assert p["endpoint_pid"] != old_pid and p["stale"] is None and p["endpoint_alive"]
+    assert not alive(old_pid)
