@@ -130,8 +130,9 @@ def test_after_an_upgrade_reprovision_all_restarts_endpoints_of_the_old_code(clu
     cfg = cluster.dir / "h1-old.yaml"
     cfg.write_text(cluster.config_text(1))
     cluster.run_dir(1).mkdir(parents=True, exist_ok=True)
-    cluster.daemons[1] = cluster.lan.spawn(cluster.lan.host(1), "env", "--chdir=/", f"PYTHONPATH={old}", sys.executable,
-                                           "-m", "vxvdex.daemon", "--config", str(cfg),
+    # From / (python -m puts the current directory first): the old copy, for the zygote too.
+    old_daemon = ["env", "--chdir=/", f"PYTHONPATH={old}", sys.executable, "-m", "vxvdex.daemon"]
+    cluster.daemons[1] = cluster.lan.spawn(cluster.lan.host(1), *old_daemon, "--config", str(cfg),
                                            log=cluster.dir / "vxvdexd-h1-old.log", host_mounts=True)
     wait_for(lambda: cluster.daemons[1].poll() is not None or (cluster.run_dir(1) / "control").exists(),
              timeout=15, what="the old daemon")
