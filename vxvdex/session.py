@@ -30,8 +30,10 @@ commands:
   up [USER], down [USER]
                         bring the taps of the namespace up or down
   exec USER -- CMD...   run CMD inside USER's namespace (root; like `ip netns exec`)
-  remove USER [--force] (root) end USER's namespace and endpoints now; refused while
-                        processes are in it, unless --force (they stay, cut off)
+  remove USER|--all [--force]
+                        (root) end USER's (or every user's) namespace and endpoints
+                        now; refused while processes are in it, unless --force
+                        (they stay, cut off from the VLAN, until they exit)
   who MAC|ADDRESS       (root) which user's tap has this MAC or overlay address, or
                         from which host an endpoint of this host learned the MAC
 
@@ -54,7 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("command", choices=("status", "list", "reprovision", "up", "down", "exec", "remove",
                                        "who"))
     p.add_argument("args", nargs=argparse.REMAINDER,
-                   help="USER; exec: USER -- CMD...; remove: USER [--force]; reprovision: --all; "
+                   help="USER; exec: USER -- CMD...; remove: USER|--all [--force]; reprovision: --all; "
                         "who: MAC|ADDRESS")
     return p.parse_args(argv)
 

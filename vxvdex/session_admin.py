@@ -49,14 +49,26 @@ def remove(run_dir: Path, args: list[str]) -> int:
     force = "--force" in args
     names = [a for a in args if a != "--force"]
     if len(names) != 1 or len(args) > 2:
-        return cli.fail("usage: vxvdex-session remove USER [--force]", cli.EXIT_USAGE)
-    if not user_exists(names[0]):
+        return cli.fail("usage: vxvdex-session remove USER|--all [--force]", cli.EXIT_USAGE)
+    if names == ["--all"]:
+        everyone = _everyone(run_dir)
+        if isinstance(everyone, int):
+            return everyone
+        names = sorted({s["user"] for s in everyone})
+    elif not user_exists(names[0]):
         return cli.fail(f"no such user: {names[0]} (see `getent passwd`)", cli.EXIT_NO_USER)
-    answer = control.ask(run_dir, f"remove {names[0]}" + (" force" if force else ""))
+    worst = cli.EXIT_OK
+    for name in names:
+        worst = max(worst, _remove_one(run_dir, name, force))
+    return worst
+
+
+def _remove_one(run_dir: Path, name: str, force: bool) -> int:
+    answer = control.ask(run_dir, f"remove {name}" + (" force" if force else ""))
     if answer.status != "ok":
         return cli.fail(answer.text, cli.exit_code(answer))
     left = int(answer.text or 0)
-    print(f"removed the namespace and endpoints of {names[0]}"
+    print(f"removed the namespace and endpoints of {name}"
           + (f"; {left} processes stay in it, cut off from the VLAN, until they exit" if left else ""))
     return cli.EXIT_OK
 

@@ -45,6 +45,13 @@ def test_remove_refuses_while_processes_are_inside_unless_forced(cluster: Cluste
     assert port(cluster, 1, alice)["endpoint_alive"]
     assert cluster.session(1, "remove", alice).returncode == 0  # nobody inside: no --force needed
 
+    bob = cluster.user("bob", group)
+    pids = [cluster.open(1, u) and port(cluster, 1, u)["endpoint_pid"] for u in (alice, bob)]
+    everyone = cluster.session(1, "remove", "--all")
+    assert everyone.returncode == 0 and everyone.stdout.count("removed the namespace") == 2
+    assert cluster.ask(1, "list").json() == []
+    wait_for(lambda: not any(alive(pid) for pid in pids), what="every endpoint to end")
+
 
 def test_a_changed_primary_gid_shows_as_stale_and_reprovision_all_applies_it(cluster: Cluster) -> None:
     ga, gb = f"vxa{cluster.tag}", f"vxb{cluster.tag}"
