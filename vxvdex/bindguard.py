@@ -18,19 +18,27 @@ UDP port when all of these hold:
 
 The program stays attached when the daemon exits (the kernel holds it),
 like the endpoints; the next start replaces it and `port_guard: false`
-removes it. It is eight words of policy, assembled below instruction by
-instruction because Debian has no BPF compiler in its base system.
+removes it. A namespace that dies (a test's simulated host) cannot take its
+program along, so every install and removal also detaches the programs of
+namespaces that no longer exist (their cookies are never reused).
+
+The policy is a few lines, assembled below instruction by instruction:
+Debian installs no BPF compiler with its base system.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import ipaddress
 import os
 import socket
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from . import netns
 
 SYS_BPF = 321                   # x86_64; see _syscall_number()
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
@@ -184,17 +192,65 @@ def _attached(cgroup_fd: int, attach_type: int) -> list[int]:
     return list(ids[:count])
 
 
-def _detach_named(cgroup_fd: int, attach_type: int, name: str, keep: int = -1) -> None:
+def _detach(cgroup_fd: int, attach_type: int, doomed: Callable[[str, int], bool]) -> None:
+    """Detach every program (name, id) for which doomed() says so."""
     for prog_id in _attached(cgroup_fd, attach_type):
         try:
             fd = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack("<I", prog_id))
         except BindGuardError:
             continue  # detached meanwhile
         try:
-            if prog_id != keep and _prog_name_and_id(fd)[0] == name:
+            if doomed(_prog_name_and_id(fd)[0], prog_id):
                 _bpf(BPF_PROG_DETACH, struct.pack("<IIII", cgroup_fd, fd, attach_type, 0))
+        except BindGuardError:
+            continue  # detached meanwhile (another daemon's sweep)
         finally:
             os.close(fd)
+
+
+def _live_cookies() -> set[int]:
+    """The cookies of every network namespace that still exists (one that
+    has a process or is pinned under /run/netns)."""
+    seen: set[int] = set()
+    cookies: set[int] = set()
+    paths = [f"/proc/{p}/ns/net" for p in os.listdir("/proc") if p.isdigit()]
+    paths += [str(p) for p in netns.NETNS_RUN_DIR.glob("*")]
+    for path in paths:
+        try:
+            ino = os.stat(path).st_ino
+            if ino in seen:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # the process ended meanwhile
+        seen.add(ino)
+        try:
+            cookies.add(netns.in_thread(functools.partial(_cookie_in, fd)))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return cookies
+
+
+def _cookie_in(fd: int) -> int:
+    netns.setns(fd)
+    return netns_cookie()
+
+
+def _stale(live: set[int], before: set[int]) -> Callable[[str, int], bool]:
+    """Programs of dead namespaces: ours by name, attached before the scan of
+    the live ones (a daemon that attaches during the scan is spared: netns
+    cookies are not allocated in order, so they cannot tell old from new)."""
+    def doomed(name: str, prog_id: int) -> bool:
+        if prog_id not in before or not name.startswith(NAME_PREFIX):
+            return False
+        try:
+            cookie = int(name[len(NAME_PREFIX):], 16)
+        except ValueError:
+            return False
+        return cookie not in live
+    return doomed
 
 
 def _cgroup2_root() -> int:
@@ -233,11 +289,25 @@ def install(port: int, allowed_uids: list[int], ip_version: int,
             fd = _load(program(cookie, port, allowed_uids, v6, own), attach_type, name)
             try:
                 _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", cgroup, fd, attach_type, BPF_F_ALLOW_MULTI))
-                _detach_named(cgroup, attach_type, name, keep=_prog_name_and_id(fd)[1])
+                _detach(cgroup, attach_type, _older(name, _prog_name_and_id(fd)[1]))
             finally:
                 os.close(fd)
+        _sweep(cgroup)
     finally:
         os.close(cgroup)
+
+
+def _older(name: str, new_id: int) -> Callable[[str, int], bool]:
+    """The programs this namespace had before new_id."""
+    return lambda n, i: n == name and i != new_id
+
+
+def _sweep(cgroup: int) -> None:
+    types = (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND)
+    before = {i for attach_type in types for i in _attached(cgroup, attach_type)}
+    doomed = _stale(_live_cookies(), before)
+    for attach_type in types:
+        _detach(cgroup, attach_type, doomed)
 
 
 def remove() -> None:
@@ -246,6 +316,7 @@ def remove() -> None:
     cgroup = _cgroup2_root()
     try:
         for attach_type in (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND):
-            _detach_named(cgroup, attach_type, name)
+            _detach(cgroup, attach_type, lambda n, _i: n == name)
+        _sweep(cgroup)
     finally:
         os.close(cgroup)

@@ -11,6 +11,7 @@ endpoints and root's `vde_plug vxvde:///grp=GID` still carry frames; with
 
 from __future__ import annotations
 
+import os
 import pwd
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from cluster import Cluster
 from endpoints import pings, vde_plug
-from lan import REPO, sh, wait_for
+from lan import REPO, Lan, sh, wait_for
 from provisioned import add_addr
 
 from vxvdex import wire
@@ -131,3 +132,40 @@ def test_port_guard_false_removes_both_halves(guarded: tuple[Cluster, str, str, 
     there.wait("mcast-off")
     unicast.wait("ucast-off")
     spy.wait("root-off")
+
+
+GUARD = ("from vxvdex import bindguard; import sys; "
+         "bindguard.install(14789, [], 4, None) if sys.argv[1] == 'install' else bindguard.remove(); "
+         "print(f'{bindguard.NAME_PREFIX}{bindguard.netns_cookie():x}')")
+
+
+def attached_names() -> list[str]:
+    """The names of the bind programs on the cgroup2 root (as root, anywhere)."""
+    from vxvdex import bindguard as b
+    cgroup, names = b._cgroup2_root(), []
+    try:
+        for attach_type in (b.BPF_CGROUP_INET4_BIND, b.BPF_CGROUP_INET6_BIND):
+            for prog_id in b._attached(cgroup, attach_type):
+                fd = b._bpf(b.BPF_PROG_GET_FD_BY_ID, prog_id.to_bytes(4, "little"))
+                names.append(b._prog_name_and_id(fd)[0])
+                os.close(fd)
+    finally:
+        os.close(cgroup)
+    return names
+
+
+def test_the_bind_program_of_a_dead_namespace_is_swept(lan: Lan) -> None:
+    """A namespace that dies with its guard (a test host) leaves its program on
+    the cgroup root; the next install or removal anywhere detaches it."""
+    dead = lan.add_ns("dead")
+    dead_name = lan.run(dead, sys.executable, "-c", GUARD, "install").stdout.strip()
+    assert attached_names().count(dead_name) == 2
+    sh("ip", "netns", "del", dead)
+    assert attached_names().count(dead_name) == 2, "the kernel keeps it: nobody else detaches it"
+    live_name = lan.run(lan.host(1), sys.executable, "-c", GUARD, "install").stdout.strip()
+    try:
+        names = attached_names()
+        assert dead_name not in names and names.count(live_name) == 2
+    finally:
+        lan.run(lan.host(1), sys.executable, "-c", GUARD, "remove")
+    assert live_name not in attached_names()
