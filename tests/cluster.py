@@ -106,9 +106,12 @@ class Cluster:
         path = self.dir / f"vxvdexd-h{host}.log"
         return path.read_text() if path.exists() else ""
 
+    def session_cmd(self, host: int, *args: str) -> list[str]:
+        return [tool("vxvdex-session"), "--run-dir", str(self.run_dir(host)), *args]
+
     def session(self, host: int, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         """Run vxvdex-session against host's daemon (as root)."""
-        return sh(tool("vxvdex-session"), "--run-dir", str(self.run_dir(host)), *args, check=check)
+        return sh(*self.session_cmd(host, *args), check=check)
 
     def ask(self, host: int, request: str) -> control.Answer:
         """One control request to host's daemon, as root; a passed fd is closed."""
@@ -126,8 +129,10 @@ class Cluster:
 
     # ---- teardown --------------------------------------------------------------
     def close(self) -> None:
-        for proc in self.daemons.values():
+        for host, proc in self.daemons.items():
             self.lan.stop(proc)
+            # The port guard outlives its daemon by design (a kernel-held bind program).
+            self.lan.run(self.lan.host(host), tool("vxvdexd"), "--remove-guard", check=False)
         self.daemons.clear()
         self.lan.close()  # ends endpoints (they live in the host namespaces)
         for user in reversed(self.made_users):

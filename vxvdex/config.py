@@ -124,6 +124,12 @@ def _path(v: Any) -> Any:
     return Path(v)
 
 
+def _bool(v: Any) -> Any:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
 def _remove_after(v: Any) -> Any:
     return _int(0, 86400 * 30)(v)  # null once passed here and broke the collector
 
@@ -154,6 +160,7 @@ SETTINGS = [
     Setting("max_sessions", 64, _int(1, 100000), "open sessions of one user; more logins are refused"),
     Setting("run_dir", "/run/vxvdex", _path, "control socket and state"),
     Setting("endpoint_user", "vxvdex-endpoint", _name, "unprivileged system user of endpoints"),
+    Setting("port_guard", True, _bool, "only root and endpoints may use the vxvde port (nftables)"),
     Setting("log_level", "info", _enum("debug", "info", "warning", "error"), "daemon log level"),
 ]
 _BY_PATH = {s.path: s for s in SETTINGS}

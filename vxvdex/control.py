@@ -18,6 +18,9 @@ Request: `VERB [ARG ...]`, ASCII words separated by single spaces.
     reprovision [USER [SESSION]]  repair: namespace, taps, endpoints
     up / down [USER [SESSION]]    bring the user's taps up or down
                             (scope: session without SESSION: all the user's)
+    remove USER [force]     end USER's namespaces and endpoints now (root only;
+                            EBUSY while processes are in them, unless force);
+                            TEXT is how many processes were still in them
     version
 
 Answer: the first word says how it went, the rest of the line follows.
@@ -46,7 +49,7 @@ MAX_ANSWER = 1 << 20        # an answer (`list` of many users is long)
 SO_SNDBUFFORCE = 32
 WORD_RE = re.compile(r"^[A-Za-z0-9_.@$-]{1,64}$")
 VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 2), "list": (0, 0), "reprovision": (0, 2),
-         "up": (0, 2), "down": (0, 2), "version": (0, 0)}
+         "up": (0, 2), "down": (0, 2), "version": (0, 0), "remove": (1, 2)}
 
 
 class ProtocolError(ValueError):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, config, control, ctlserver, limits, modparams
+from . import __version__, config, control, ctlserver, guard, limits, modparams
 from .control import ProtocolError, Request
 from .sessions import Manager, SessionError, UserNs
 from .users import DirectoryError, User, check_host, is_managed, lookup
@@ -66,6 +66,7 @@ class Daemon:
             "open": self.do_open, "close": self.do_close, "status": self.do_status, "list": self.do_list,
             "reprovision": self.do_reprovision, "up": self.do_up, "down": self.do_down,
             "version": lambda req, caller: (f"ok {__version__}", None),
+            "remove": self.do_remove,
         }
 
     # ---- authorisation -------------------------------------------------------
@@ -135,11 +136,20 @@ class Daemon:
     def do_reprovision(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         user = self.managed(req, caller)
         for entry in self.entries(user, req):
-            self.manager.reprovision(entry)
+            self.manager.reprovision(entry, user)  # the user as now: a changed gid applies
         return "ok", None
 
     def do_up(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         return self._set_up(req, caller, True)
+
+    def do_remove(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        """remove USER [force]: end USER's namespaces and endpoints now (root)."""
+        if caller.uid != 0:
+            raise SessionError("EPERM", "only root may remove a user's namespace")
+        if req.args[1:] not in ((), ("force",)):
+            raise ProtocolError("remove takes USER and optionally the word force")
+        user = self.subject(req, caller.uid)
+        return f"ok {self.manager.remove(user, force=bool(req.args[1:]))}", None
 
     def do_down(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         return self._set_up(req, caller, False)
@@ -203,6 +213,26 @@ class Daemon:
                 log.exception("collecting namespaces")
 
 
+def start_guard(cfg: config.Config, endpoint_uid: int) -> bool:
+    """Install (or, when turned off, remove) the port guard; False: refuse to start."""
+    try:
+        log.info("%s", guard.sync(cfg["port_guard"], cfg["network.port"], [endpoint_uid],
+                                  cfg["network.ip_version"], cfg["network.group_prefix"]))
+    except guard.GuardError as err:
+        log.error("cannot set up the port guard: %s", err)
+        return False
+    return True
+
+
+def remove_guard() -> int:
+    try:
+        guard.remove_all()
+    except (guard.GuardError, OSError) as err:
+        print(f"vxvdexd: cannot remove the port guard: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def setup_logging(level: str) -> None:
     # Under systemd stderr is the journal, which adds time and name itself.
     fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
@@ -215,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "(see vxvdexd(8)).")
     ap.add_argument("--config", type=Path, default=config.DEFAULT_PATH, help="default: %(default)s")
     ap.add_argument("--check", action="store_true", help="check the configuration and exit")
+    ap.add_argument("--remove-guard", action="store_true",
+                    help="remove the port guard of this network namespace and exit (package removal)")
     ap.add_argument("--version", action="version", version=f"vxvdexd {__version__}")
     args = ap.parse_args(argv)
+    if args.remove_guard:
+        return remove_guard()
     try:
         cfg = config.load(args.config)
         check_host(cfg)
@@ -236,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     limits.raise_nofile()
     daemon = Daemon(cfg)
+    if not start_guard(cfg, daemon.manager.ep_uid):
+        return 1
     daemon.manager.adopt(lookup)
     sock = daemon.listen()
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import __version__
 from . import url as urlmod
 from .forwarder import Endpoint
 from .tap import Tap, TapError
@@ -144,7 +145,10 @@ def run(spec: Spec, tap_fd: int) -> int:
     tap = Tap(spec.ifname, fd=tap_fd)
     endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime, max_frame=spec.mtu + 18)
     status_path = Path(spec.status)
-    base = {"user": spec.user, "ifname": spec.ifname, "vlan_gid": spec.vlan_gid, "pid": os.getpid()}
+    # url, mtu and version let the daemon tell an endpoint that serves an
+    # older configuration or code (vxvdex-session status: stale).
+    base = {"user": spec.user, "ifname": spec.ifname, "vlan_gid": spec.vlan_gid, "pid": os.getpid(),
+            "url": spec.url, "mtu": spec.mtu, "version": __version__}
     endpoint.on_tick = Tick(endpoint, status_path, base)
     endpoint.on_tick()
     signal.signal(signal.SIGTERM, lambda *_: endpoint.stop())

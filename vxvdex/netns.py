@@ -4,7 +4,7 @@ A namespace is made in a short-lived thread: the thread unshares its own
 network namespace, which is then pinned by a bind mount on /run/netns/NAME
 (so `ip netns` sees it) and configured from inside that thread. The rest of
 the daemon never changes namespace. About a millisecond, against tens for
-spawning `ip` (see BENCHMARKS.md).
+spawning `ip` (see bench/provision and its figures in the README).
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("url", help="the VLAN: vxvde://[ADDRESS][/opt=value]... or vxvdex://...")
     p.add_argument("tap", help="the local side: tap://IFNAME")
     p.add_argument("--transport", choices=("auto", "vxvdex", "udp"), default="auto",
-                   help="AF_VXVDEX sockets if the module is loaded (auto), always, or never")
+                   help="auto: AF_VXVDEX sockets if the module is loaded and the VNI is your egid, "
+                        "else UDP; vxvdex: always (fails otherwise); udp: never")
     p.add_argument("--status", metavar="FILE", type=Path,
                    help="write counters and learned peers as JSON to FILE every second")
     p.add_argument("--syslog", action="store_true", help="log to syslog instead of stderr")

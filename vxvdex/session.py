@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, config, control, netns
+from . import session_admin as admin
 from .control import Answer, DaemonUnavailable
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_UNMANAGED, EXIT_DENIED, EXIT_NONE = 0, 1, 2, 3, 4, 5, 6
+EXIT_NO_USER = 7
 
 EPILOG = """\
 commands:
@@ -24,16 +26,27 @@ commands:
   list                  every provisioned user on this host (root)
   reprovision [USER [SESSION]]
                         repair: re-pin the namespace, re-create taps, restart endpoints
+                        that are gone, hung or stale (see status)
+  reprovision --all     (root) the same for every user of this host: after a change
+                        of the configuration, of a user's primary gid, or an upgrade
+                        (endpoints that serve an older setting or code restart)
   up [USER [SESSION]], down [USER [SESSION]]
                         bring the taps of the namespace up or down
                         (scope: session without SESSION: every session of USER)
   exec USER [SESSION] -- CMD...
                         run CMD inside USER's namespace (root; like `ip netns exec`);
                         scope: session: the named session's, or the only one
+  remove USER|--all [--force]
+                        (root) end USER's (or every user's) namespaces and endpoints
+                        now; refused while processes are in them, unless --force
+                        (they stay, cut off from the VLAN, until they exit)
+  who MAC|ADDRESS       (root) which user's tap has this MAC or overlay address, or
+                        from which host an endpoint of this host learned the MAC
 
 exit status:
   0 ok, 1 the daemon reported an error, 2 bad usage, 3 vxvdexd is not running,
-  4 the user is not managed by vxvdex, 5 permission denied, 6 no namespace yet
+  4 the user is not managed by vxvdex, 5 permission denied, 6 the user has no
+  namespace on this host yet (who: nothing found), 7 no such user
 """
 
 
@@ -46,9 +59,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, help="talk to the daemon of this run directory")
     p.add_argument("--json", action="store_true", help="machine-readable output of read commands")
     p.add_argument("--version", action="version", version=f"vxvdex-session {__version__}")
-    p.add_argument("command", choices=("status", "list", "reprovision", "up", "down", "exec"))
+    p.add_argument("command", choices=("status", "list", "reprovision", "up", "down", "exec", "remove",
+                                       "who"))
     p.add_argument("args", nargs=argparse.REMAINDER,
-                   help="USER [SESSION], or for exec: USER [SESSION] -- CMD...")
+                   help="USER [SESSION]; exec: USER [SESSION] -- CMD...; remove: USER|--all [--force]; "
+                        "reprovision: --all; who: MAC|ADDRESS")
     return p.parse_args(argv)
 
 
@@ -79,6 +94,9 @@ def show_status(s: dict) -> None:
             drops = sum(c.get("drops", {}).values())
             print(f"    rx {c['rx_frames']} frames {c['rx_bytes']} B, tx {c['tx_frames']} frames "
                   f"{c['tx_bytes']} B, dropped {drops}")
+        if p.get("stale"):
+            print(f"    STALE: the endpoint serves {p['stale']}: "
+                  f"run `vxvdex-session reprovision {s['user']}`")
         for peer in ep.get("peers", []):
             print(f"    peer {peer['mac']} at {peer['address']} port {peer['port']} ({peer['age']} s ago)")
 
@@ -102,6 +120,11 @@ def run_exec(run_dir: Path, args: list[str]) -> int:
     os.execvp("nsenter", ["nsenter", f"--net={netns.path_of(found[0]['netns'])}", "--", *cmd])
 
 
+ADMIN_COMMANDS = {"exec": lambda run_dir, args, _json: run_exec(run_dir, args),
+                  "remove": lambda run_dir, args, _json: admin.remove(run_dir, args),
+                  "who": admin.who}
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -109,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as err:
         return fail(str(err), EXIT_USAGE)
     try:
-        if a.command == "exec":
-            return run_exec(run_dir, a.args)
+        if a.command in ADMIN_COMMANDS:
+            return ADMIN_COMMANDS[a.command](run_dir, a.args, a.json)
+        if a.command == "reprovision" and a.args == ["--all"]:
+            return admin.reprovision_all(run_dir)
+        if a.args and a.command != "list" and not admin.user_exists(a.args[0]):
+            return fail(f"no such user: {a.args[0]} (see `getent passwd`)", EXIT_NO_USER)
         if len(a.args) > (0 if a.command == "list" else 2):
             return fail(f"{a.command} takes {'no' if a.command == 'list' else 'at most two'} arguments"
                         f"{'' if a.command == 'list' else ' (USER SESSION)'}", EXIT_USAGE)

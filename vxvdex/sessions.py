@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns, provision, supervisor, wire
+from . import __version__, netns, provision, supervisor, wire
 from .config import Config
 from .endpoint import Spec
 from .provision import Port
@@ -336,13 +336,55 @@ class Manager:
         self.ensure(entry)
         self.save()
 
-    def reprovision(self, entry: UserNs) -> UserNs:
-        """Make it work: what is missing, dead or hung is made again."""
+    def reprovision(self, entry: UserNs, fresh: User | None = None) -> UserNs:
+        """Make it work: what is missing, dead, hung or stale (fresh: the user
+        as the directory says now, whose gid may have changed) is made again."""
         with entry.lock:
             if entry.closing:
                 raise SessionError("ENOENT", f"{entry.name} has just been removed")
+            if fresh is not None:
+                self._apply_changes(entry, fresh)
             self.repair(entry)
         return entry
+
+    def _apply_changes(self, entry: UserNs, fresh: User) -> None:
+        """A changed primary gid or configuration: the ports follow the user
+        as they are now, and endpoints that serve something else restart."""
+        entry.user = fresh
+        entry.ports = self.ports_for(fresh, entry.name)
+        for port in entry.ports:
+            reason = self.stale(entry, port)
+            pid = entry.pids.get(port.ifname)
+            if reason and pid is not None:
+                log.info("restarting endpoint %s/%s (pid %d): %s", entry.name, port.ifname, pid, reason)
+                self._end(entry, port.ifname)
+                del entry.pids[port.ifname]
+
+    def stale(self, entry: UserNs, port: Port) -> str | None:
+        """Why port's running endpoint is not what the configuration asks for, or None."""
+        ep = _read_status(self.status_path(entry, port))
+        if not ep:
+            return None  # not running (or starting): nothing stale to restart
+        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu, "version": __version__}
+        wrong = [f"{key} {ep.get(key)!r} (now {value!r})" for key, value in want.items()
+                 if ep.get(key) != value]
+        return ", ".join(wrong) or None
+
+    def remove(self, user: User, force: bool) -> int:
+        """End every namespace of user and its endpoints now; return how many
+        processes were still in them (refused with EBUSY unless force)."""
+        entries = self.find_all(user)
+        if not entries:
+            raise SessionError("ENOENT", f"{user.name} has no namespace on this host")
+        inodes = {os.fstat(e.ns_fd).st_ino for e in entries if e.ns_fd is not None}
+        inside = sum(1 for _pid, ino in netns.process_namespaces() if ino in inodes)
+        if inside and not force:
+            raise SessionError("EBUSY", f"{user.name} has {inside} processes in "
+                               f"{', '.join(e.name for e in entries)}: they lose the VLAN; "
+                               "log them out first or add --force")
+        for entry in entries:
+            self.teardown(entry)
+        return inside
 
     def _hold(self, entry: UserNs) -> None:
         if entry.ns_fd is not None:
@@ -613,7 +655,8 @@ class Manager:
             ports.append({"ifname": port.ifname, "vlan_gid": port.gid, "mac": port.mac.hex(":"),
                           "mtu": port.mtu, "url": self.url_for(port.gid), "endpoint_pid": pid,
                           "endpoint_alive": self.watcher.running((entry.name, port.ifname), pid),
-                          "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep})
+                          "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep,
+                          "stale": self.stale(entry, port) if pid is not None else None})
         return {"user": entry.user.name, "uid": entry.user.uid, "gid": entry.user.gid,
                 "netns": entry.name, "pinned": netns.exists(entry.name),
                 "sessions": sorted(entry.sessions), "ports": ports}

@@ -148,8 +148,10 @@ def lan(token: str, accounts: Accounts) -> Iterator[Lan]:
 
 
 @pytest.fixture
-def daemons(lan: Lan, workdir: Path) -> Callable[..., Daemon]:
-    """A factory: start vxvdexd on host i with these settings (YAML lines)."""
+def daemons(lan: Lan, workdir: Path) -> Iterator[Callable[..., Daemon]]:
+    """A factory: start vxvdexd on host i with these settings (YAML lines);
+    stopped at the end (which also removes their port guards)."""
+    started: list[Daemon] = []
 
     def start(host: int, groups: list[str], **settings: object) -> Daemon:
         run_dir = workdir / f"h{host}"
@@ -159,9 +161,12 @@ def daemons(lan: Lan, workdir: Path) -> Callable[..., Daemon]:
                  f"managed_groups: [{', '.join(groups)}]", "log_level: debug"]
         lines += [f"{key}: {value}" for key, value in settings.items()]
         (run_dir / "vxvdex.yaml").write_text("\n".join(lines) + "\n")
-        return Daemon(lan, host, run_dir, workdir / f"vxvdexd-h{host}.log").start()
+        started.append(Daemon(lan, host, run_dir, workdir / f"vxvdexd-h{host}.log"))
+        return started[-1].start()
 
-    return start
+    yield start
+    for daemon in started:
+        daemon.stop()
 
 
 @pytest.fixture(autouse=True)

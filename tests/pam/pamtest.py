@@ -90,6 +90,8 @@ class Daemon:
         if self.proc is not None:
             self.lan.stop(self.proc)
             self.proc = None
+            # The port guard outlives its daemon by design (a kernel-held bind program).
+            self.lan.run(self.lan.host(self.host), tool("vxvdexd"), "--remove-guard", check=False)
 
     def answers(self) -> bool:
         from vxvdex import control

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Send one datagram the way an attacker on a host would: a plain UDP socket.
+
+  vxinject.py HOST PORT VNI MARKER [--raw]
+
+The payload is a vxvde header for VNI, then a broadcast Ethernet frame
+(ethertype 0x88b5, local experimental) carrying MARKER; with --raw only
+MARKER (no vxvde header). Exits 0 if sendto() returned, 1 with the error.
+"""
+
+import socket
+import sys
+
+
+def main(host: str, port: int, vni: int, marker: bytes, raw: bool) -> int:
+    frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + marker
+    header = bytes([0x08, 0, 0, 0]) + vni.to_bytes(3, "big") + b"\x00"
+    payload = marker if raw else header + frame
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        try:
+            s.sendto(payload, (host, port))
+        except OSError as err:
+            print(f"sendto: {err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode(),
+                  "--raw" in sys.argv[5:]))
