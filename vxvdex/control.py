@@ -14,7 +14,8 @@ Request: `VERB [ARG ...]`, ASCII words separated by single spaces.
     close USER [SESSION]    the session ended
     status [USER [SESSION]] the user's namespace, ports, counters, up to 64 peers (JSON);
                             scope: session without SESSION: a list, one per session
-    list                    every provisioned user, a summary without peers (root only, JSON)
+    list [MAC]              every provisioned user, a summary without peers (root only, JSON);
+                            with MAC (12 hex digits): the peers learned with that MAC
     reprovision [USER [SESSION]]  repair: namespace, taps, endpoints
     up / down [USER [SESSION]]    bring the user's taps up or down
                             (scope: session without SESSION: all the user's)
@@ -48,7 +49,7 @@ MAX_MESSAGE = 4096          # a request
 MAX_ANSWER = 1 << 20        # an answer (`list` of many users is long)
 SO_SNDBUFFORCE = 32
 WORD_RE = re.compile(r"^[A-Za-z0-9_.@$-]{1,64}$")
-VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 2), "list": (0, 0), "reprovision": (0, 2),
+VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 2), "list": (0, 1), "reprovision": (0, 2),
          "up": (0, 2), "down": (0, 2), "version": (0, 0), "remove": (1, 2)}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -131,7 +132,11 @@ class Daemon:
         import json
         if caller.uid != 0:
             raise SessionError("EPERM", "only root may list every user's namespace")
-        return "ok " + json.dumps(self.manager.all_status()), None
+        mac = req.args[0].lower() if req.args else None
+        if mac is not None and not re.fullmatch(r"[0-9a-f]{12}", mac):
+            raise ProtocolError("list takes no argument, or a MAC as 12 hex digits")
+        peer_mac = None if mac is None else ":".join(mac[i:i + 2] for i in range(0, 12, 2))
+        return "ok " + json.dumps(self.manager.all_status(peer_mac)), None
 
     def do_reprovision(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         user = self.managed(req, caller)

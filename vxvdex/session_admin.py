@@ -35,8 +35,9 @@ def _need_root(what: str) -> int | None:
     return None
 
 
-def _everyone(run_dir: Path) -> list[dict] | int:
-    answer = control.ask(run_dir, "list")
+def _everyone(run_dir: Path, peer_mac: str = "") -> list[dict] | int:
+    """Every user's summary; with peer_mac, the peers learned with that MAC too."""
+    answer = control.ask(run_dir, f"list {peer_mac.replace(':', '')}".strip())
     if answer.status != "ok":
         return cli.fail(answer.text, cli.exit_code(answer))
     data: list[dict] = answer.json()  # type: ignore[assignment]
@@ -143,14 +144,18 @@ def who(run_dir: Path, args: list[str], as_json: bool) -> int:
         return denied
     if len(args) != 1:
         return cli.fail("usage: vxvdex-session who MAC|ADDRESS", cli.EXIT_USAGE)
-    everyone = _everyone(run_dir)
-    if isinstance(everyone, int):
-        return everyone
     query, hits, via = args[0], [], None
     if MAC_RE.fullmatch(query):
         digits = re.sub("[:-]", "", query.lower())
-        hits = _by_mac(everyone, ":".join(digits[i:i + 2] for i in range(0, 12, 2)))
+        mac = ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+        everyone = _everyone(run_dir, mac)
+        if isinstance(everyone, int):
+            return everyone
+        hits = _by_mac(everyone, mac)
     else:
+        everyone = _everyone(run_dir)
+        if isinstance(everyone, int):
+            return everyone
         try:
             ipaddress.ip_address(query)
         except ValueError:
@@ -158,7 +163,10 @@ def who(run_dir: Path, args: list[str], as_json: bool) -> int:
         local, via = _mac_of_address(everyone, query)
         hits = [{**h, "where": "this host", "vlan_gid": _vlan(everyone, h)} for h in local]
         if not hits and via:
-            hits = _by_mac(everyone, via)
+            learned = _everyone(run_dir, via)
+            if isinstance(learned, int):
+                return learned
+            hits = _by_mac(learned, via)
     _print_who(query, hits, via, as_json)
     return cli.EXIT_OK if hits else cli.EXIT_NONE
 

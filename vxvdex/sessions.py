@@ -641,9 +641,10 @@ class Manager:
             self.save()
 
     # ---- reading ---------------------------------------------------------------
-    def status(self, entry: UserNs, detail: bool = True) -> dict:
+    def status(self, entry: UserNs, detail: bool = True, peer_mac: str | None = None) -> dict:
         """What `status USER` shows (detail: up to MAX_PEERS peers), or the
-        summary `list` shows for each user (no peers); both bounded."""
+        summary `list` shows for each user (no peers, or only those with
+        peer_mac: what `who` looks for); all bounded."""
         ports = []
         for port in entry.ports:
             ep = _read_status(self.status_path(entry, port))
@@ -651,6 +652,8 @@ class Manager:
             ep["peers_total"] = len(peers) if isinstance(peers, list) else 0
             if detail and isinstance(peers, list):
                 ep["peers"] = peers[:MAX_PEERS]
+            elif peer_mac is not None and isinstance(peers, list):
+                ep["peers"] = [p for p in peers if isinstance(p, dict) and p.get("mac") == peer_mac]
             pid = entry.pids.get(port.ifname)
             ports.append({"ifname": port.ifname, "vlan_gid": port.gid, "mac": port.mac.hex(":"),
                           "mtu": port.mtu, "url": self.url_for(port.gid), "endpoint_pid": pid,
@@ -661,10 +664,10 @@ class Manager:
                 "netns": entry.name, "pinned": netns.exists(entry.name),
                 "sessions": sorted(entry.sessions), "ports": ports}
 
-    def all_status(self) -> list[dict]:
+    def all_status(self, peer_mac: str | None = None) -> list[dict]:
         with self.lock:
             entries = list(self.users.values())
-        return [self.status(e, detail=False) for e in entries]
+        return [self.status(e, detail=False, peer_mac=peer_mac) for e in entries]
 
     def shutdown(self) -> None:
         """Daemon exit: endpoints keep running; they are re-adopted at start."""

@@ -21,10 +21,14 @@ def managed_users(c: Cluster, count: int, base: str = "u") -> list[str]:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """pid's children, forked by any of its threads (each task lists its own)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return found
 
 
 def cmdline(pid: int) -> str:
