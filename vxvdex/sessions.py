@@ -149,11 +149,12 @@ class Manager:
         missing = [p for p in entry.ports if not _alive(entry.pids.get(p.ifname))]
         if not missing:
             return False  # the common repeat open: nothing to do
+        ping = provision.ping_group_range()  # read here, in the host's namespace
         if created:
-            fds = netns.create(entry.name, lambda: provision.ensure_namespace(missing))
+            fds = netns.create(entry.name, lambda: provision.ensure_namespace(missing, ping))
             self._hold(entry)
         else:
-            fds = netns.enter(entry.name, lambda: provision.ensure_namespace(missing))
+            fds = netns.enter(entry.name, lambda: provision.ensure_namespace(missing, ping))
         try:
             for port, fd in zip(missing, fds, strict=True):
                 self.start_endpoint(entry, port, fd)
