@@ -24,7 +24,8 @@ import pytest
 from lan import sh
 from pamtest import Accounts, Daemon, ip_br_links, stack
 
-SCRIPT = ('readlink /proc/self/ns/net; ip -br link; echo "netns=$VXVDEX_NETNS"; echo "pwd=$(pwd)"; '
+# -color=never: Debian 13's ip colours its output on a terminal.
+SCRIPT = ('readlink /proc/self/ns/net; ip -color=never -br link; echo "netns=$VXVDEX_NETNS"; echo "pwd=$(pwd)"; '
           'echo VX""END; exit\n')
 
 
