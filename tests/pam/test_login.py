@@ -25,7 +25,8 @@ from lan import sh
 from pamtest import Accounts, Daemon, ip_br_links, stack
 
 # -color=never: Debian 13's ip colours its output on a terminal.
-SCRIPT = ('readlink /proc/self/ns/net; ip -color=never -br link; echo "netns=$VXVDEX_NETNS"; echo "pwd=$(pwd)"; '
+SCRIPT = ('readlink /proc/self/ns/net; ip -color=never -br link; echo "netns=$VXVDEX_NETNS"; '
+          'echo "pwd=$(pwd)"; '
           'echo VX""END; exit\n')
 
 
@@ -50,8 +51,11 @@ def console_login(stack_file: Path, user: str, timeout: float = 20) -> tuple[str
                 continue
             try:
                 chunk = os.read(master, 4096)
-            except OSError:  # EIO: the other side is closed
-                break
+            except OSError:  # EIO: no terminal side open, for good once login has ended
+                if ended(pid):
+                    break
+                time.sleep(0.05)  # Debian 13's login hangs its terminal up (vhangup), then reopens it
+                continue
             if not chunk:
                 break
             output += chunk
@@ -59,6 +63,11 @@ def console_login(stack_file: Path, user: str, timeout: float = 20) -> tuple[str
         os.close(master)
         status = reap(pid, deadline + 10)
     return output.decode(errors="replace"), status
+
+
+def ended(pid: int) -> bool:
+    """Whether pid has exited, without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def reap(pid: int, deadline: float) -> int:
