@@ -1,4 +1,5 @@
-"""What a user's namespace contains: lo up and one tap per network.
+"""What a user's namespace contains: lo up, the host's ping group range
+and one tap per network.
 
 Run inside the namespace (see netns.enter/create). Every step is idempotent,
 so the same code provisions, repairs and re-adopts.
@@ -13,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tap as tapmod
+
+# Who may open ICMP datagram sockets (unprivileged ping; Debian 13's ping has
+# no file capability and relies on it). Per namespace; a new one says "1 0".
+PING_GROUP_RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,16 @@ def ensure_port(port: Port) -> int:
     return fd
 
 
-def ensure_namespace(ports: list[Port]) -> list[int]:
-    """lo up and every port present; returns one tap fd per port, in order."""
+def ping_group_range() -> str:
+    """The calling thread's namespace's ping group range, e.g. "0 2147483647"."""
+    return PING_GROUP_RANGE.read_text().strip()
+
+
+def ensure_namespace(ports: list[Port], ping_range: str) -> list[int]:
+    """lo up, ping_range (the host's: systemd opens it there only) and every
+    port present; returns one tap fd per port, in order."""
     link_up("lo")
+    PING_GROUP_RANGE.write_text(ping_range + "\n")
     return [ensure_port(p) for p in ports]
 
 

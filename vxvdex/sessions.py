@@ -233,11 +233,12 @@ class Manager:
             missing = self._missing(entry)
             if not missing:
                 return True
+        ping = provision.ping_group_range()  # read here, in the host's namespace
         if created:
-            fds = netns.create(entry.name, lambda: provision.ensure_namespace(missing))
+            fds = netns.create(entry.name, lambda: provision.ensure_namespace(missing, ping))
             self._hold(entry)
         else:
-            fds = netns.enter(entry.name, lambda: provision.ensure_namespace(missing))
+            fds = netns.enter(entry.name, lambda: provision.ensure_namespace(missing, ping))
         try:
             for port, fd in zip(missing, fds, strict=True):
                 self.start_endpoint(entry, port, fd)

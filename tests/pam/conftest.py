@@ -135,6 +135,8 @@ def lan(token: str, accounts: Accounts) -> Iterator[Lan]:
     test accounts go: processes in those namespaces may belong to them)."""
     with Lan(hosts=2, prefix=f"vxp{token}") as built:
         try:
+            for i in (1, 2):  # as systemd does on a booted host (Debian 13's ping relies on it)
+                built.run(built.host(i), "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
             yield built
         finally:
             for proc in reversed(built.procs):

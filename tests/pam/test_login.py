@@ -1,4 +1,6 @@
-"""A console login: `login -f USER` (shadow's login) on a pseudo-terminal.
+"""A console login: `login -f USER` on a pseudo-terminal (shadow's login on
+Debian 12, util-linux's on Debian 13, which stops with "change directory
+failed" when the home does not exist: the user gets one).
 
 login(1) always uses the PAM service "login". The machine's /etc/pam.d/login
 is never touched: login runs in a private mount namespace (a slave of the
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import pwd
 import re
 import select
 import signal
@@ -18,9 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lan import sh
 from pamtest import Accounts, Daemon, ip_br_links, stack
 
-SCRIPT = 'readlink /proc/self/ns/net; ip -br link; echo "netns=$VXVDEX_NETNS"; echo VX""END; exit\n'
+# -color=never: Debian 13's ip colours its output on a terminal.
+SCRIPT = ('readlink /proc/self/ns/net; ip -color=never -br link; echo "netns=$VXVDEX_NETNS"; '
+          'echo "pwd=$(pwd)"; '
+          'echo VX""END; exit\n')
 
 
 def console_login(stack_file: Path, user: str, timeout: float = 20) -> tuple[str, int]:
@@ -44,8 +51,11 @@ def console_login(stack_file: Path, user: str, timeout: float = 20) -> tuple[str
                 continue
             try:
                 chunk = os.read(master, 4096)
-            except OSError:  # EIO: the other side is closed
-                break
+            except OSError:  # EIO: no terminal side open, for good once login has ended
+                if ended(pid):
+                    break
+                time.sleep(0.05)  # Debian 13's login hangs its terminal up (vhangup), then reopens it
+                continue
             if not chunk:
                 break
             output += chunk
@@ -53,6 +63,11 @@ def console_login(stack_file: Path, user: str, timeout: float = 20) -> tuple[str
         os.close(master)
         status = reap(pid, deadline + 10)
     return output.decode(errors="replace"), status
+
+
+def ended(pid: int) -> bool:
+    """Whether pid has exited, without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def reap(pid: int, deadline: float) -> int:
@@ -68,9 +83,15 @@ def reap(pid: int, deadline: float) -> int:
 
 
 @pytest.fixture
-def alice(accounts: Accounts) -> tuple[str, str]:
+def alice(accounts: Accounts, workdir: Path) -> tuple[str, str]:
+    """A user with a home of her own (in workdir: removed with it)."""
     group = accounts.group("l")
-    return group, accounts.user("l", group)
+    user = accounts.user("l", group)
+    home = workdir / f"home-{user}"
+    home.mkdir(mode=0o700)
+    os.chown(home, pwd.getpwnam(user).pw_uid, -1)
+    sh("usermod", "--home", str(home), user)
+    return group, user
 
 
 def test_console_login_lands_in_namespace(module: Path, daemons: Callable[..., Daemon], workdir: Path,
@@ -87,6 +108,7 @@ def test_console_login_lands_in_namespace(module: Path, daemons: Callable[..., D
     assert inode == h1.netns_inode(user)
     assert ip_br_links(out) == {"lo", "vde0"}, out
     assert f"netns={h1.netns(user)}" in out
+    assert f"pwd={pwd.getpwnam(user).pw_dir}" in out, "login went to the user's home"
     sessions = json.loads(h1.ask(f"status {user}").text)["sessions"]
     assert sessions == [], "login closed its session when the shell exited"
 
