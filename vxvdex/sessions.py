@@ -39,7 +39,9 @@ from .users import User, extra_gids
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
-HUNG_AFTER = 10.0       # an endpoint touches its status file every second; silent this long: hung
+# An endpoint touches its status file every second; silent this long: hung. More
+# than an older endpoint's idle refresh (10 s), so an upgrade replaces none.
+HUNG_AFTER = 15.0
 MAX_STATUS_BYTES = 256 << 10   # status files are the endpoint user's: read at most this much
 MAX_PEERS = 64          # learned peers shown by `status USER` (their total is always shown)
 Found = tuple[int, ProcInfo]   # a pidfd and what the process is

@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cluster import Cluster
 from lan import sh, wait_for
 from provisioned import alive, port
+
+# The cgroup v2 hierarchy (on its own, or beside v1 as "unified"), if any.
+FREEZER = next((p for p in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+                if (p / "cgroup.controllers").exists()), None)
 
 
 def managed_users(c: Cluster, count: int, base: str = "u") -> list[str]:
@@ -72,6 +78,25 @@ def endpoint_of(c: Cluster, host: int, user: str) -> int:
 def stop_process(pid: int) -> None:
     """SIGSTOP (a hung process); SIGKILL at the end of the test still ends it."""
     os.kill(pid, signal.SIGSTOP)
+
+
+@contextmanager
+def frozen(pid: int, tag: str) -> Iterator[None]:
+    """Freeze pid in a cgroup (v2) of its own: a hang that the process state
+    does not show (it still reads 'S'), only the missing heartbeat; a frozen
+    process can still be killed. Thawed and removed afterwards."""
+    assert FREEZER is not None
+    group = FREEZER / f"vxvdex-test-{tag}"
+    group.mkdir()
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        (group / "cgroup.freeze").write_text("1")
+        yield
+    finally:
+        (group / "cgroup.freeze").write_text("0")
+        for left in (group / "cgroup.procs").read_text().split():
+            (FREEZER / "cgroup.procs").write_text(left)
+        group.rmdir()
 
 
 def gone(pid: int) -> bool:
