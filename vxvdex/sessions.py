@@ -130,12 +130,15 @@ class Manager:
             with entry.lock:
                 if entry.closing:
                     continue  # torn down while we waited: never resurrect it, take a new entry
-                self.ensure(entry)
+                changed = self.ensure(entry)
                 entry.sessions.add(session or "-")
                 entry.empty_since = None
-                # The collector saves within seconds: what runs is found on the
-                # machine after a crash anyway (keeps logins free of disk writes).
-                self.dirty = True
+                # Namespaces and endpoints are saved at once; session lists only
+                # inform, so the collector saves them (keeps repeat logins cheap).
+                if changed:
+                    self.save()
+                else:
+                    self.dirty = True
                 return entry.name, netns.open_fd(entry.name)
 
     def close(self, user: User, session: str) -> None:
