@@ -277,12 +277,12 @@ class Manager:
                 log.error("could not restart endpoint %s/%s: %s", name, ifname, err)
 
     def repair(self, entry: UserNs) -> None:
-        """Re-pin a namespace that was unmounted by hand, then ensure the rest."""
+        """Make it work (reprovision): re-pin a namespace that was unmounted by
+        hand, then ensure the rest; what is missing, dead or hung is made again."""
         self.ensure(entry)
         self.save()
 
     def reprovision(self, user_name: str) -> UserNs:
-        """Make it work: what is missing, dead or hung is made again."""
         entry = self.find(user_name)
         with entry.lock:
             if entry.closing:
