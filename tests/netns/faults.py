@@ -105,16 +105,8 @@ def gone(pid: int) -> bool:
 
 def recreate_uplink(c: Cluster, host: int) -> None:
     """Delete host's uplink veth and make it again: same name, addresses and route."""
-    lan = c.lan
-    h, br = lan.host(host), lan.bridge_ns
-    lan.ip(h, "link", "del", "eth0")
-    lan.ip(h, "link", "add", "eth0", "mtu", str(lan.mtu), "type", "veth",
-           "peer", "name", f"p{host}", "mtu", str(lan.mtu), "netns", br)
-    lan.ip(br, "link", "set", f"p{host}", "master", "br0", "up")
-    lan.ip(h, "link", "set", "eth0", "up")
-    lan.ip(h, "addr", "add", f"{lan.addr4(host)}/24", "dev", "eth0")
-    lan.ip(h, "addr", "add", f"{lan.addr6(host)}/64", "dev", "eth0", "nodad")
-    lan.ip(h, "route", "add", "224.0.0.0/4", "dev", "eth0")
+    c.lan.ip(c.lan.host(host), "link", "del", "eth0")
+    c.lan.uplink(host)
 
 
 def flush_neighbours(*namespaces: str) -> None:
