@@ -92,6 +92,8 @@ class Manager:
         self.name_re = _name_pattern(cfg)
         self.unresolved: dict[str, dict] = {}  # saved entries whose user cannot be looked up now
         self.lookup: Callable[[str], User] | None = None
+        self.save_wanted = threading.Event()
+        threading.Thread(target=self._saver, name="saver", daemon=True).start()
         self._prepare_dirs()
 
     def _prepare_dirs(self) -> None:
@@ -136,7 +138,7 @@ class Manager:
                 # Namespaces and endpoints are saved at once; session lists only
                 # inform, so the collector saves them (keeps repeat logins cheap).
                 if changed:
-                    self.save()
+                    self.save_soon()
                 else:
                     self.dirty = True
                 return entry.name, netns.open_fd(entry.name)
@@ -466,6 +468,19 @@ class Manager:
             except OSError as err:
                 self.dirty = True
                 log.warning("could not save state.json (%s); will retry", err.strerror)
+
+    def save_soon(self) -> None:
+        """Save at once, in the saver thread: a login does not wait for the disk (fsync)."""
+        self.save_wanted.set()
+
+    def _saver(self) -> None:
+        while True:
+            self.save_wanted.wait()
+            self.save_wanted.clear()
+            try:
+                self.save()
+            except Exception:
+                log.exception("saving state.json")
 
     def _load_state(self) -> dict[str, dict]:
         """state.json as far as it can be used: anything broken counts as empty
