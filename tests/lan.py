@@ -97,14 +97,20 @@ class Lan:
         self.ip(br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
         self.ip(br, "link", "set", "br0", "mtu", str(self.mtu), "up")
         for i in range(1, self.count + 1):
-            h = self.add_ns(self.host(i))
-            self.ip(h, "link", "add", "eth0", "mtu", str(self.mtu), "type", "veth",
-                    "peer", "name", f"p{i}", "mtu", str(self.mtu), "netns", br)
-            self.ip(br, "link", "set", f"p{i}", "master", "br0", "up")
-            self.ip(h, "link", "set", "eth0", "up")
-            self.ip(h, "addr", "add", f"{self.addr4(i)}/24", "dev", "eth0")
-            self.ip(h, "addr", "add", f"{self.addr6(i)}/64", "dev", "eth0", "nodad")
-            self.ip(h, "route", "add", "224.0.0.0/4", "dev", "eth0")
+            self.add_ns(self.host(i))
+            self.uplink(i)
+
+    def uplink(self, i: int) -> None:
+        """Host i's eth0 on the bridge, with its addresses and multicast route
+        (also to make it again after a test deleted it)."""
+        h, br = self.host(i), self.bridge_ns
+        self.ip(h, "link", "add", "eth0", "mtu", str(self.mtu), "type", "veth",
+                "peer", "name", f"p{i}", "mtu", str(self.mtu), "netns", br)
+        self.ip(br, "link", "set", f"p{i}", "master", "br0", "up")
+        self.ip(h, "link", "set", "eth0", "up")
+        self.ip(h, "addr", "add", f"{self.addr4(i)}/24", "dev", "eth0")
+        self.ip(h, "addr", "add", f"{self.addr6(i)}/64", "dev", "eth0", "nodad")
+        self.ip(h, "route", "add", "224.0.0.0/4", "dev", "eth0")
 
     # ---- processes ---------------------------------------------------------
     def spawn(self, ns: str, *cmd: str, log: Path | None = None, capture: bool = False,

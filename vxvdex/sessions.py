@@ -39,7 +39,9 @@ from .users import User, extra_gids
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
-HUNG_AFTER = 10.0       # an endpoint touches its status file every second; silent this long: hung
+# An endpoint touches its status file every second; silent this long: hung. More
+# than an older endpoint's idle refresh (10 s), so an upgrade replaces none.
+HUNG_AFTER = 15.0
 MAX_STATUS_BYTES = 256 << 10   # status files are the endpoint user's: read at most this much
 MAX_PEERS = 64          # learned peers shown by `status USER` (their total is always shown)
 Found = tuple[int, ProcInfo]   # a pidfd and what the process is
@@ -91,6 +93,8 @@ class Manager:
         self.name_re = _name_pattern(cfg)
         self.unresolved: dict[str, dict] = {}  # saved entries whose user cannot be looked up now
         self.lookup: Callable[[str], User] | None = None
+        self.save_wanted = threading.Event()
+        threading.Thread(target=self._saver, name="saver", daemon=True).start()
         self._prepare_dirs()
 
     def _prepare_dirs(self) -> None:
@@ -168,15 +172,18 @@ class Manager:
                                        "(pam_vxvdex) starts sessions")
                 if new and not self._scoped(session):
                     self._check_cap(user, [entry])
-                self.ensure(entry)
+                changed = self.ensure(entry)
                 if new or (by_root and not session):
                     entry.sessions.add(session or "-")
                     if opener:
                         entry.openers[session or "-"] = opener
                 entry.empty_since = None
-                # The collector saves within seconds: what runs is found on the
-                # machine after a crash anyway (keeps logins free of disk writes).
-                self.dirty = True
+                # Namespaces and endpoints are saved at once; session lists only
+                # inform, so the collector saves them (keeps repeat logins cheap).
+                if changed:
+                    self.save_soon()
+                else:
+                    self.dirty = True
                 return entry.name, netns.open_fd(entry.name)
 
     def close(self, user: User, session: str) -> None:
@@ -333,7 +340,8 @@ class Manager:
                 log.error("could not restart endpoint %s/%s: %s", name, ifname, err)
 
     def repair(self, entry: UserNs) -> None:
-        """Re-pin a namespace that was unmounted by hand, then ensure the rest."""
+        """Make it work (reprovision): re-pin a namespace that was unmounted by
+        hand, then ensure the rest; what is missing, dead or hung is made again."""
         self.ensure(entry)
         self.save()
 
@@ -562,6 +570,19 @@ class Manager:
             except OSError as err:
                 self.dirty = True
                 log.warning("could not save state.json (%s); will retry", err.strerror)
+
+    def save_soon(self) -> None:
+        """Save at once, in the saver thread: a login does not wait for the disk (fsync)."""
+        self.save_wanted.set()
+
+    def _saver(self) -> None:
+        while True:
+            self.save_wanted.wait()
+            self.save_wanted.clear()
+            try:
+                self.save()
+            except Exception:
+                log.exception("saving state.json")
 
     def _load_state(self) -> dict[str, dict]:
         """state.json as far as it can be used: anything broken counts as empty

@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cluster import Cluster
 from lan import sh, wait_for
 from provisioned import alive, port
+
+# The cgroup v2 hierarchy (on its own, or beside v1 as "unified"), if any.
+FREEZER = next((p for p in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+                if (p / "cgroup.controllers").exists()), None)
 
 
 def managed_users(c: Cluster, count: int, base: str = "u") -> list[str]:
@@ -78,22 +84,33 @@ def stop_process(pid: int) -> None:
     os.kill(pid, signal.SIGSTOP)
 
 
+@contextmanager
+def frozen(pid: int, tag: str) -> Iterator[None]:
+    """Freeze pid in a cgroup (v2) of its own: a hang that the process state
+    does not show (it still reads 'S'), only the missing heartbeat; a frozen
+    process can still be killed. Thawed and removed afterwards."""
+    assert FREEZER is not None
+    group = FREEZER / f"vxvdex-test-{tag}"
+    group.mkdir()
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        (group / "cgroup.freeze").write_text("1")
+        yield
+    finally:
+        (group / "cgroup.freeze").write_text("0")
+        for left in (group / "cgroup.procs").read_text().split():
+            (FREEZER / "cgroup.procs").write_text(left)
+        group.rmdir()
+
+
 def gone(pid: int) -> bool:
     return not alive(pid)
 
 
 def recreate_uplink(c: Cluster, host: int) -> None:
     """Delete host's uplink veth and make it again: same name, addresses and route."""
-    lan = c.lan
-    h, br = lan.host(host), lan.bridge_ns
-    lan.ip(h, "link", "del", "eth0")
-    lan.ip(h, "link", "add", "eth0", "mtu", str(lan.mtu), "type", "veth",
-           "peer", "name", f"p{host}", "mtu", str(lan.mtu), "netns", br)
-    lan.ip(br, "link", "set", f"p{host}", "master", "br0", "up")
-    lan.ip(h, "link", "set", "eth0", "up")
-    lan.ip(h, "addr", "add", f"{lan.addr4(host)}/24", "dev", "eth0")
-    lan.ip(h, "addr", "add", f"{lan.addr6(host)}/64", "dev", "eth0", "nodad")
-    lan.ip(h, "route", "add", "224.0.0.0/4", "dev", "eth0")
+    c.lan.ip(c.lan.host(host), "link", "del", "eth0")
+    c.lan.uplink(host)
 
 
 def flush_neighbours(*namespaces: str) -> None:

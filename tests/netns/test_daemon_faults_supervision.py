@@ -13,10 +13,13 @@ import subprocess
 import threading
 import time
 
+import pytest
 from cluster import ENDPOINT_USER, Cluster
 from faults import (
+    FREEZER,
     endpoint_of,
     flush_neighbours,
+    frozen,
     gone,
     kill_daemon,
     managed_users,
@@ -30,7 +33,7 @@ from lan import sh, wait_for
 from provisioned import alive, endpoint_pids, ping_once, port
 from test_daemon_faults import A1, pair
 
-HUNG_NOTICED = 15.0   # the daemon's heartbeat limit, a collector round and a margin
+HUNG_NOTICED = 22.0   # the daemon's heartbeat limit, a collector round and a margin
 
 
 def test_open_right_after_an_endpoint_died_never_locks_out(cluster: Cluster) -> None:
@@ -130,6 +133,21 @@ def test_hung_endpoint_is_replaced(cluster: Cluster) -> None:
     wait_for(lambda: ping_once(cluster, n2, A1, wait=0.2), timeout=3,
              what="traffic after the heartbeat check")
     assert port(cluster, 1, alice)["restarts"] == 2
+
+
+@pytest.mark.skipif(FREEZER is None, reason="needs cgroup v2 (its freezer)")
+def test_frozen_endpoint_is_replaced_for_want_of_a_heartbeat(cluster: Cluster) -> None:
+    """Item 5: a hang the process state does not show (frozen): the heartbeat does."""
+    alice, _n1, n2 = pair(cluster)
+    first = endpoint_of(cluster, 1, alice)
+    with frozen(first, cluster.tag):
+        assert not ping_once(cluster, n2, A1, wait=0.3)
+        wait_for(lambda: port(cluster, 1, alice)["endpoint_pid"] != first, timeout=HUNG_NOTICED,
+                 what="the silent endpoint to be replaced")
+    wait_for(lambda: gone(first), timeout=5, what="the frozen endpoint to end")
+    wait_for(lambda: ping_once(cluster, n2, A1, wait=0.2), timeout=3,
+             what="traffic after the heartbeat check")
+    assert port(cluster, 1, alice)["restarts"] == 1
 
 
 def test_group_rejoined_after_the_uplink_is_recreated(cluster: Cluster) -> None:
