@@ -16,7 +16,7 @@
 
 #include "af_vxvdex.h"
 
-#define VXVDEX_BIND_BITS	8
+#define VXVDEX_BIND_BITS	10
 
 struct vxvdex_binding {
 	struct hlist_node node;
@@ -33,10 +33,16 @@ void vxvdex_binding_init(void)
 	vxvdex_binding_seed = get_random_u32();
 }
 
+/*
+ * The address is part of the hash: group sockets of one VNI and port bound
+ * to other groups (any address ending in the VNI's three bytes is one)
+ * must not line up in the chain that every send to the real group walks.
+ */
 static struct hlist_head *vxvdex_binding_bucket(const struct vxvdex_key *key)
 {
-	u32 h = jhash_2words(key->vni, (__force u32)key->port,
-			     vxvdex_binding_seed);
+	u32 h = jhash2(key->addr.s6_addr32, 4,
+		       jhash_2words(key->vni, (__force u32)key->port,
+				    vxvdex_binding_seed));
 
 	return &vxvdex_bindings[h & ((1 << VXVDEX_BIND_BITS) - 1)];
 }
@@ -47,7 +53,7 @@ int vxvdex_binding_add(struct vxvdex_sock *vs, const struct vxvdex_key *key)
 	struct hlist_head *head = vxvdex_binding_bucket(key);
 	struct vxvdex_binding *b;
 
-	b = kmalloc(sizeof(*b), GFP_KERNEL);
+	b = kmalloc(sizeof(*b), GFP_KERNEL_ACCOUNT);
 	if (unlikely(!b))
 		return -ENOMEM;
 	b->key = *key;
@@ -74,11 +80,22 @@ void vxvdex_binding_del(struct vxvdex_sock *vs)
 	kfree_rcu(b, rcu);
 }
 
-static bool vxvdex_binding_any(const struct vxvdex_key *k)
+static bool vxvdex_bound_exactly(const struct vxvdex_key *key)
 {
-	if (k->family == AF_INET)
-		return k->addr.s6_addr32[3] == 0;
-	return ipv6_addr_any(&k->addr);
+	const struct vxvdex_binding *b;
+	bool found = false;
+
+	rcu_read_lock();
+	hlist_for_each_entry_rcu(b, vxvdex_binding_bucket(key), node) {
+		if (b->key.vni == key->vni && b->key.port == key->port &&
+		    b->key.family == key->family &&
+		    ipv6_addr_equal(&b->key.addr, &key->addr)) {
+			found = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return found;
 }
 
 /*
@@ -87,20 +104,17 @@ static bool vxvdex_binding_any(const struct vxvdex_key *k)
  */
 bool vxvdex_bound(const struct vxvdex_key *key, bool wildcard_ok)
 {
-	const struct vxvdex_binding *b;
-	bool found = false;
+	struct vxvdex_key any;
 
-	rcu_read_lock();
-	hlist_for_each_entry_rcu(b, vxvdex_binding_bucket(key), node) {
-		if (b->key.vni != key->vni || b->key.port != key->port ||
-		    b->key.family != key->family)
-			continue;
-		if (ipv6_addr_equal(&b->key.addr, &key->addr) ||
-		    (wildcard_ok && vxvdex_binding_any(&b->key))) {
-			found = true;
-			break;
-		}
-	}
-	rcu_read_unlock();
-	return found;
+	if (vxvdex_bound_exactly(key))
+		return true;
+	if (!wildcard_ok)
+		return false;
+	any = *key;
+	any.scope = 0;
+	if (key->family == AF_INET)
+		ipv6_addr_set_v4mapped(htonl(INADDR_ANY), &any.addr);
+	else
+		any.addr = in6addr_any;
+	return vxvdex_bound_exactly(&any);
 }
