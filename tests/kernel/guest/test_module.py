@@ -95,3 +95,34 @@ def test_kmemleak(lan: vx.Lan) -> None:
     knob.write_text("scan")
     report = knob.read_text()
     assert "af_vxvdex" not in report, report
+
+
+def test_install_false_keeps_the_alias_out(lan: vx.Lan) -> None:
+    """vxvdex-dkms's README.Debian: the alias net-pf-13 loads the module on the
+    first socket(13, ...) whatever modules-load.d says; `install af_vxvdex
+    /bin/false` in modprobe.d keeps it out."""
+    assert KO, "VXVDEX_KO is not set"
+    kver = os.uname().release
+    installed = Path(f"/lib/modules/{kver}/updates/vxkt/af_vxvdex.ko")
+    off = Path("/etc/modprobe.d/vxkt-vxvdex-off.conf")
+    installed.parent.mkdir(parents=True, exist_ok=True)
+    installed.write_bytes(Path(KO).read_bytes())
+    try:
+        vx.sh("depmod", kver)
+        vx.delete_module()
+        vx.vx_socket(socket.AF_INET).close()  # the kernel loads it by its alias
+        assert vx.module_loaded()
+        vx.delete_module()
+        off.write_text("install af_vxvdex /bin/false\n")
+        with pytest.raises(OSError) as e:
+            vx.vx_socket(socket.AF_INET)
+        assert e.value.errno == errno.EAFNOSUPPORT
+        assert not vx.module_loaded()
+    finally:
+        off.unlink(missing_ok=True)
+        installed.unlink()
+        installed.parent.rmdir()
+        vx.sh("depmod", kver)
+        if vx.module_loaded():
+            vx.delete_module()
+        vx.load_module(KO, f"ifindex={lan.ifindex}")
