@@ -9,7 +9,8 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,6 @@ def test_userns_below_mingid_refused(lan: vx.Lan) -> None:
 # outside it) maps gids into it with the setuid newgidmap, as podman or
 # `unshare --map-auto` do. The child then takes each gid in turn and opens an
 # AF_VXVDEX socket: the answer is {gid inside: errno or 0}.
-PASSWD = Path("/etc/passwd")
-SUBGID = Path("/etc/subgid")
 SUBGID_SCRIPT = r"""
 import ctypes, json, os, socket, subprocess, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -135,28 +134,38 @@ print(json.dumps({"newgidmap": m.returncode, "err": m.stderr.strip(), "res": jso
 """
 
 
+@dataclass
+class SubgidUser:
+    user: vxkplug.User
+    passwd: Path
+    subgid: Path
+
+
 @pytest.fixture
-def subgid_user() -> Iterator[vxkplug.User]:
-    """User vxktsub (gid 1000) owning the subordinate gids 200000-265535.
-    Written into /etc/passwd and /etc/subgid directly (useradd cannot take
-    its lock on the guest's overlay root); both are restored afterwards."""
-    user = vxkplug.User("vxktsub", 61600, 1000, True)
-    saved = {path: path.read_text() if path.exists() else None for path in (PASSWD, SUBGID)}
-    try:
-        with PASSWD.open("a") as f:
-            f.write(f"{user.name}:x:{user.uid}:{user.gid}::/nonexistent:/usr/sbin/nologin\n")
-        SUBGID.write_text(f"{user.name}:200000:65536\n")
-        yield user
-    finally:
-        for path, text in saved.items():
-            if text is None:
-                path.unlink(missing_ok=True)
-            else:
-                path.write_text(text)
+def subgid_user(tmp_path: Path) -> SubgidUser:
+    """User vxktsub (gid 1000) owning the subordinate gids 200000-265535, in
+    a passwd and subgid of our own: the guest's /etc is the live host /etc
+    under an overlay, which other programs on the host may be rewriting."""
+    user = vxkplug.User("vxktsub", 61600, 1000, False)
+    passwd = tmp_path / "passwd"
+    passwd.write_text(
+        Path("/etc/passwd").read_text()
+        + f"{user.name}:x:{user.uid}:{user.gid}::/nonexistent:/usr/sbin/nologin\n"
+    )
+    subgid = tmp_path / "subgid"
+    subgid.write_text(f"{user.name}:200000:65536\n")
+    for f in (passwd, subgid):
+        f.chmod(0o644)
+    return SubgidUser(user, passwd, subgid)
 
 
-def _subgid_attempt(user: vxkplug.User, gidmap: str, tries: list[int]) -> dict[str, int]:
-    cmd = vxkplug.as_user(user, ["/usr/bin/python3", "-c", SUBGID_SCRIPT, gidmap, ",".join(map(str, tries))])
+def _subgid_attempt(who: SubgidUser, gidmap: str, tries: list[int]) -> dict[str, int]:
+    """SUBGID_SCRIPT as who.user, in a mount namespace where /etc/passwd and
+    /etc/subgid are who's files (nothing to undo: it ends with the command)."""
+    script = ["/usr/bin/python3", "-c", SUBGID_SCRIPT, gidmap, ",".join(map(str, tries))]
+    mounts = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/subgid && shift 2 && exec "$@"'
+    cmd = ["unshare", "-m", "--", "sh", "-c", mounts, "sh", str(who.passwd), str(who.subgid)]
+    cmd += vxkplug.as_user(who.user, script)
     r = subprocess.run(cmd, capture_output=True, text=True, cwd="/", timeout=60)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -164,11 +173,11 @@ def _subgid_attempt(user: vxkplug.User, gidmap: str, tries: list[int]) -> dict[s
     return out["res"]  # type: ignore[no-any-return]
 
 
-def test_subordinate_gids_choose_no_vlan(subgid_user: vxkplug.User) -> None:
+def test_subordinate_gids_choose_no_vlan(subgid_user: SubgidUser) -> None:
     """The attack: gid 5 inside is 200005 outside, a gid the user does not
     hold; the kernel must not open VLAN 200005 for it. The user's own gid,
     mapped to 0 inside as `unshare -r` does, still works."""
-    res = _subgid_attempt(subgid_user, f"0 {subgid_user.gid} 1 1 200000 65535", [5, 0, 7])
+    res = _subgid_attempt(subgid_user, f"0 {subgid_user.user.gid} 1 1 200000 65535", [5, 0, 7])
     assert res == {"5": 1, "0": 0, "7": 1}  # EPERM, success, EPERM
     res = _subgid_attempt(subgid_user, "0 200000 65536", [0, 1000])
     assert res == {"0": 1, "1000": 1}
