@@ -48,7 +48,7 @@ def _flood(lan: vx.Lan, victim: vx.Endpoint) -> None:
             got = 0
             while got < BATCH:
                 assert select.select([victim.ucast], [], [], 10)[0], f"only {got} of {BATCH} arrived"
-                got += len(vx.recvmmsg(victim.ucast, BATCH, socket.MSG_DONTWAIT))
+                got += len(vx.recvmmsg(victim.ucast, BATCH, socket.MSG_DONTWAIT, size=64))
     finally:
         raw.close()
 
