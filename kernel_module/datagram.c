@@ -119,10 +119,10 @@ int vxvdex_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = -EACCES;
 		goto out;
 	}
-	err = vxvdex_autobind(vs);
+	err = vxvdex_dst_allowed(vs, &dst);
 	if (unlikely(err))
 		goto out;
-	err = vxvdex_dst_allowed(vs, &dst);
+	err = vxvdex_autobind(vs);
 	if (unlikely(err))
 		goto out;
 	err = vxvdex_send_lower(vs, &dst, buf, len, gso, msg->msg_flags);
