@@ -134,3 +134,22 @@ def test_receive_buffers_are_charged(lan: vx.Lan) -> None:
             os.close(to_parent)
             os.waitpid(pid, 0)
         assert grown >= n * 65536, f"{n} receive buffers grew the cgroup by {grown} bytes only"
+
+
+def test_python_endpoint_names_the_ports_parameter(lan: vx.Lan) -> None:
+    """An endpoint configured for another port fails with the way out."""
+    from vxvdex import transport
+    from vxvdex.url import parse
+
+    url = parse(f"vxvde://{GROUP[socket.AF_INET]}/vni={vx.VNI}/port={PORT + 1}")
+
+    def run() -> tuple[int, str]:
+        os.setresgid(vx.VNI, vx.VNI, vx.VNI)
+        try:
+            transport.open_transport(url, "vxvdex")
+        except transport.TransportError as e:
+            return e.errno or 0, str(e)
+        return 0, ""
+
+    err, msg = vx.in_child(run)
+    assert err == errno.EACCES and "/sys/module/af_vxvdex/parameters/ports" in msg, msg
