@@ -18,10 +18,12 @@
 
 #define VXVDEX_BIND_BITS	10
 
+/* One entry per distinct key, shared by the group sockets bound to it. */
 struct vxvdex_binding {
 	struct hlist_node node;
 	struct rcu_head rcu;
 	struct vxvdex_key key;
+	unsigned int sockets;		/* under vxvdex_binding_lock */
 };
 
 static struct hlist_head vxvdex_bindings[1 << VXVDEX_BIND_BITS];
@@ -47,21 +49,50 @@ static struct hlist_head *vxvdex_binding_bucket(const struct vxvdex_key *key)
 	return &vxvdex_bindings[h & ((1 << VXVDEX_BIND_BITS) - 1)];
 }
 
-/* Caller holds lock_sock() of vs. */
-int vxvdex_binding_add(struct vxvdex_sock *vs, const struct vxvdex_key *key)
+static bool vxvdex_binding_match(const struct vxvdex_key *a,
+				 const struct vxvdex_key *b)
 {
-	struct hlist_head *head = vxvdex_binding_bucket(key);
+	return a->vni == b->vni && a->port == b->port &&
+	       a->family == b->family && ipv6_addr_equal(&a->addr, &b->addr);
+}
+
+/* Under rcu_read_lock() or vxvdex_binding_lock; the scope is not compared. */
+static struct vxvdex_binding *vxvdex_binding_find(const struct vxvdex_key *key)
+{
 	struct vxvdex_binding *b;
 
-	b = kmalloc(sizeof(*b), GFP_KERNEL_ACCOUNT);
-	if (unlikely(!b))
+	hlist_for_each_entry_rcu(b, vxvdex_binding_bucket(key), node,
+				 lockdep_is_held(&vxvdex_binding_lock))
+		if (vxvdex_binding_match(&b->key, key))
+			return b;
+	return NULL;
+}
+
+/*
+ * Caller holds lock_sock() of vs. Sockets bound to one key share an entry,
+ * so however many endpoints share a group, its chain holds it once.
+ */
+int vxvdex_binding_add(struct vxvdex_sock *vs, const struct vxvdex_key *key)
+{
+	struct vxvdex_binding *b, *spare;
+
+	spare = kmalloc(sizeof(*spare), GFP_KERNEL);
+	if (unlikely(!spare))
 		return -ENOMEM;
-	b->key = *key;
-	b->key.scope = 0;
+	spare->key = *key;
+	spare->key.scope = 0;
+	spare->sockets = 0;
 
 	spin_lock(&vxvdex_binding_lock);
-	hlist_add_head_rcu(&b->node, head);
+	b = vxvdex_binding_find(&spare->key);
+	if (!b) {
+		b = spare;
+		spare = NULL;
+		hlist_add_head_rcu(&b->node, vxvdex_binding_bucket(&b->key));
+	}
+	b->sockets++;
 	spin_unlock(&vxvdex_binding_lock);
+	kfree(spare);
 	WRITE_ONCE(vs->binding, b);
 	return 0;
 }
@@ -74,26 +105,22 @@ void vxvdex_binding_del(struct vxvdex_sock *vs)
 	if (!b)
 		return;
 	spin_lock(&vxvdex_binding_lock);
-	hlist_del_rcu(&b->node);
+	if (--b->sockets)
+		b = NULL;
+	else
+		hlist_del_rcu(&b->node);
 	spin_unlock(&vxvdex_binding_lock);
 	vs->binding = NULL;
-	kfree_rcu(b, rcu);
+	if (b)
+		kfree_rcu(b, rcu);
 }
 
 static bool vxvdex_bound_exactly(const struct vxvdex_key *key)
 {
-	const struct vxvdex_binding *b;
-	bool found = false;
+	bool found;
 
 	rcu_read_lock();
-	hlist_for_each_entry_rcu(b, vxvdex_binding_bucket(key), node) {
-		if (b->key.vni == key->vni && b->key.port == key->port &&
-		    b->key.family == key->family &&
-		    ipv6_addr_equal(&b->key.addr, &key->addr)) {
-			found = true;
-			break;
-		}
-	}
+	found = vxvdex_binding_find(key);
 	rcu_read_unlock();
 	return found;
 }

@@ -394,3 +394,24 @@ def test_link_local_group_leaves_by_the_admins_interface(lan: vx.Lan) -> None:
     finally:
         for x in (g, g2, s, cap, peer):
             x.close()
+
+
+def test_a_shared_group_stays_bound_until_its_last_socket(lan: vx.Lan, family: int) -> None:
+    """Group sockets bound to one (VNI, group, port) share one binding entry,
+    counted: sending to the group is allowed until the last of them closes."""
+    f = family
+    group = (GROUP[f], PORT)
+    socks = [vx.vx_socket(f) for _ in range(5)]
+    sender = vx.vx_socket(f)
+    try:
+        for s in socks:
+            s.bind(group)
+        for s in socks[:-1]:
+            s.close()
+            sender.sendto(vx.frame(), group)
+        socks[-1].close()
+        with pytest.raises(PermissionError):
+            sender.sendto(vx.frame(), group)
+    finally:
+        for s in [*socks, sender]:
+            s.close()
