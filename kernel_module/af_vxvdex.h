@@ -22,6 +22,9 @@
 /* UDP cannot carry more, even a GRO train is cut at the IP length limit. */
 #define VXVDEX_MAX_DGRAM	65535
 #define VXVDEX_PEER_TTL		(128 * HZ)
+#define VXVDEX_DEFAULT_PORT	14789
+#define VXVDEX_MAX_PORTS	4
+#define VXVDEX_MAX_SOCKETS	1048576
 
 /* Since 6.2-ish a family may see SOL_SOCKET setsockopt; 6.1 cannot. */
 #ifdef SOCK_CUSTOM_SOCKOPT
@@ -48,12 +51,14 @@ struct vxvdex_sock {
 	struct sock sk;			/* first: allocated through vxvdex_proto */
 	struct socket *lower;		/* UDP socket in init_net */
 	struct vxvdex_binding *binding;	/* set once, under lock_sock() */
+	struct vxvdex_quota *quota;	/* what this socket is counted in */
 	void *rx_buf;			/* cached receive buffer, under rx_lock */
 	struct mutex rx_lock;
 	int rcvbuf_seen;		/* upper sk_rcvbuf last applied below */
 	u32 vni;
 	u16 family;
 	u16 gso_size;			/* UDP_SEGMENT socket option */
+	bool gro;			/* UDP_GRO on below: stays on */
 	u8 hdr[VXVDEX_HDR_LEN];
 };
 
@@ -72,6 +77,8 @@ enum vxvdex_counter {
 	VXVDEX_TX_REFUSED_HEADER,
 	VXVDEX_TX_REFUSED_DEST,
 	VXVDEX_PEER_EVICTED,
+	VXVDEX_PEER_REFUSED,
+	VXVDEX_SOCKETS_REFUSED,
 	VXVDEX_NR_COUNTERS,
 };
 
@@ -85,7 +92,10 @@ static inline void vxvdex_count(enum vxvdex_counter c)
 /* main.c: module parameters, read with READ_ONCE() */
 extern unsigned int vxvdex_maxttl;
 extern unsigned int vxvdex_mingid;
+extern unsigned int vxvdex_maxgid;
 extern unsigned int vxvdex_ifindex;
+extern unsigned int vxvdex_maxsockets;
+extern u64 vxvdex_ports;
 
 /* socket.c */
 extern struct proto vxvdex_proto;
@@ -120,6 +130,7 @@ int vxvdex_key_to_sockaddr(const struct vxvdex_key *key,
 bool vxvdex_is_group(const struct vxvdex_sock *vs, const struct in6_addr *a);
 int vxvdex_bind_allowed(const struct vxvdex_sock *vs,
 			const struct vxvdex_key *key);
+bool vxvdex_learnable(const struct vxvdex_key *key);
 int vxvdex_dst_allowed(const struct vxvdex_sock *vs,
 		       const struct vxvdex_key *key);
 
@@ -129,6 +140,12 @@ void vxvdex_peer_learn(const struct vxvdex_key *key);
 void vxvdex_peer_forget(const struct vxvdex_key *key);
 bool vxvdex_peer_fresh(const struct vxvdex_key *key);
 void vxvdex_peer_flush(void);
+
+/* quota.c */
+struct vxvdex_quota;
+void vxvdex_quota_init(void);
+int vxvdex_quota_charge(struct vxvdex_sock *vs);
+void vxvdex_quota_uncharge(struct vxvdex_sock *vs);
 
 /* binding.c */
 struct vxvdex_binding;

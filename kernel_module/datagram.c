@@ -78,8 +78,10 @@ static int vxvdex_send_lower(struct vxvdex_sock *vs,
 }
 
 /*
- * Validation order: flags, length, address, control messages, destination
- * policy; then the single copy and the header check of that copy.
+ * Validation order: flags, length, address, control messages; then the
+ * single copy (which the caller can stall as long as it likes, e.g. on a
+ * FUSE-backed page), and only then the checks of what is sent and where
+ * to, right before the send: the header of the copy, the destination.
  */
 int vxvdex_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 {
@@ -102,11 +104,8 @@ int vxvdex_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	err = vxvdex_send_cmsgs(vs, msg, &gso);
 	if (unlikely(err))
 		return err;
-	err = vxvdex_dst_allowed(vs, &dst);
-	if (unlikely(err))
-		return err;
 
-	buf = kvmalloc(max_t(size_t, len, 1), GFP_KERNEL);
+	buf = kvmalloc(max_t(size_t, len, 1), GFP_KERNEL_ACCOUNT);
 	if (unlikely(!buf))
 		return -ENOBUFS;
 	if (unlikely(!copy_from_iter_full(buf, len, &msg->msg_iter))) {
@@ -120,6 +119,9 @@ int vxvdex_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 		err = -EACCES;
 		goto out;
 	}
+	err = vxvdex_dst_allowed(vs, &dst);
+	if (unlikely(err))
+		goto out;
 	err = vxvdex_autobind(vs);
 	if (unlikely(err))
 		goto out;
@@ -196,7 +198,8 @@ static int vxvdex_recv_lower(struct vxvdex_sock *vs, void *buf, int flags,
 	rx->gro = 0;
 	rx->pktinfo_len = 0;
 	vxvdex_parse_cmsgs(rx, ctl, sizeof(ctl) - kmsg.msg_controllen);
-	if (unlikely(kmsg.msg_flags & MSG_TRUNC)) {
+	/* without its UDP_GRO message a train could not be checked whole */
+	if (unlikely(kmsg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
 		vxvdex_count(VXVDEX_RX_DROP_TRUNC);
 		return -EMSGSIZE;
 	}
@@ -249,20 +252,23 @@ static int vxvdex_deliver(struct msghdr *msg, size_t size, int flags,
 
 /*
  * The socket keeps one 64 KiB buffer for the common single reader; a
- * concurrent reader allocates its own rather than waiting for it.
+ * concurrent reader allocates its own rather than waiting for it. Both
+ * are charged to the reader's memory cgroup: the cached one lives as long
+ * as the socket.
  */
 static void *vxvdex_rxbuf_get(struct vxvdex_sock *vs, bool *cached)
 {
 	*cached = mutex_trylock(&vs->rx_lock);
 	if (*cached) {
 		if (!vs->rx_buf)
-			vs->rx_buf = kvmalloc(VXVDEX_RXBUF_SIZE, GFP_KERNEL);
+			vs->rx_buf = kvmalloc(VXVDEX_RXBUF_SIZE,
+					      GFP_KERNEL_ACCOUNT);
 		if (vs->rx_buf)
 			return vs->rx_buf;
 		mutex_unlock(&vs->rx_lock);
 		*cached = false;
 	}
-	return kvmalloc(VXVDEX_RXBUF_SIZE, GFP_KERNEL);
+	return kvmalloc(VXVDEX_RXBUF_SIZE, GFP_KERNEL_ACCOUNT);
 }
 
 static void vxvdex_rxbuf_put(struct vxvdex_sock *vs, void *buf, bool cached)

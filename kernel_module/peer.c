@@ -5,8 +5,12 @@
  * fresh (128 s, the protocol's MAC table expiry).
  *
  * Anyone on the LAN can send a datagram with any header, so the table is
- * bounded: a keyed hash (siphash, random key) spreads entries over 1024
- * buckets of at most 8; a full bucket forgets its oldest entry.
+ * bounded: a keyed hash (siphash, random key) spreads entries over 2048
+ * buckets of at most 8. One VLAN must not crowd out another, so a VNI
+ * holds at most 2 entries of a bucket (at most 4096 in all), and a new
+ * entry only ever replaces an expired one or its own VNI's oldest: when a
+ * bucket is full of other VNIs' live entries the sender is not learned.
+ * This host's own addresses are never learned (see vxvdex_learnable()).
  * Lookups are RCU; insertions and removals take one spinlock (they are
  * rare: refreshing an entry only stores the time).
  */
@@ -20,8 +24,9 @@
 
 #include "af_vxvdex.h"
 
-#define VXVDEX_PEER_BITS	10
+#define VXVDEX_PEER_BITS	11
 #define VXVDEX_PEER_DEPTH	8
+#define VXVDEX_PEER_PER_VNI	2	/* per bucket: no VNI fills one */
 
 struct vxvdex_peer {
 	struct hlist_node node;
@@ -83,12 +88,16 @@ static void vxvdex_peer_del(struct vxvdex_peer *p)
 	atomic_long_dec(&vxvdex_counters[VXVDEX_PEERS]);
 }
 
-/* Under vxvdex_peer_lock: drop expired entries, make room for one more. */
-static void vxvdex_peer_make_room(struct hlist_head *head)
+/*
+ * Under vxvdex_peer_lock: drop expired entries, then make room for one
+ * more entry of vni, at the expense of vni's own oldest entry only.
+ * False if the bucket is full of other VNIs' live entries.
+ */
+static bool vxvdex_peer_make_room(struct hlist_head *head, u32 vni)
 {
 	struct vxvdex_peer *p, *oldest = NULL;
 	struct hlist_node *tmp;
-	int n = 0;
+	int n = 0, own = 0;
 
 	hlist_for_each_entry_safe(p, tmp, head, node) {
 		if (vxvdex_peer_expired(p)) {
@@ -96,14 +105,20 @@ static void vxvdex_peer_make_room(struct hlist_head *head)
 			continue;
 		}
 		n++;
+		if (p->key.vni != vni)
+			continue;
+		own++;
 		if (!oldest || time_before(READ_ONCE(p->seen),
 					   READ_ONCE(oldest->seen)))
 			oldest = p;
 	}
-	if (n >= VXVDEX_PEER_DEPTH) {
-		vxvdex_peer_del(oldest);
-		vxvdex_count(VXVDEX_PEER_EVICTED);
-	}
+	if (own < VXVDEX_PEER_PER_VNI && n < VXVDEX_PEER_DEPTH)
+		return true;
+	if (!oldest)
+		return false;
+	vxvdex_peer_del(oldest);
+	vxvdex_count(VXVDEX_PEER_EVICTED);
+	return true;
 }
 
 static bool vxvdex_peer_touch(struct hlist_head *head,
@@ -127,6 +142,8 @@ void vxvdex_peer_learn(const struct vxvdex_key *key)
 
 	if (likely(vxvdex_peer_touch(head, key)))
 		return;
+	if (!vxvdex_learnable(key))
+		return;
 
 	p = kmalloc(sizeof(*p), GFP_KERNEL);
 	if (unlikely(!p))
@@ -140,7 +157,12 @@ void vxvdex_peer_learn(const struct vxvdex_key *key)
 		kfree(p);
 		return;
 	}
-	vxvdex_peer_make_room(head);
+	if (!vxvdex_peer_make_room(head, key->vni)) {
+		spin_unlock(&vxvdex_peer_lock);
+		kfree(p);
+		vxvdex_count(VXVDEX_PEER_REFUSED);
+		return;
+	}
 	hlist_add_head_rcu(&p->node, head);
 	atomic_long_inc(&vxvdex_counters[VXVDEX_PEERS]);
 	spin_unlock(&vxvdex_peer_lock);

@@ -6,8 +6,9 @@
  * The destination rule (vxvdex_dst_allowed), for a socket of VNI v:
  *
  *   multicast  only an address whose last three bytes are v, and only at
- *              a port where an AF_VXVDEX socket of VNI v on this host is
- *              bound to exactly that group (the endpoint's group socket);
+ *              one of the vxvde ports where an AF_VXVDEX socket of VNI v
+ *              on this host is bound to exactly that group (the
+ *              endpoint's group socket);
  *   loopback, unspecified, broadcast, v4-mapped: never;
  *   this host's own addresses (init_net: local addresses and local
  *              routes): only an (address, port) currently bound by an
@@ -34,12 +35,30 @@
 
 #include "af_vxvdex.h"
 
+/*
+ * The gid must be one the caller holds in the initial user namespace, not
+ * one that a user namespace maps from a subordinate range (newgidmap):
+ * at every level up to the initial namespace the egid must be the gid of
+ * that namespace's creator. `unshare -r` maps one's own gid and passes.
+ */
+static bool vxvdex_gid_held(const struct cred *cred)
+{
+	const struct user_namespace *ns;
+
+	for (ns = cred->user_ns; ns != &init_user_ns; ns = ns->parent)
+		if (!gid_eq(cred->egid, ns->group))
+			return false;
+	return true;
+}
+
 /* The VLAN is the effective gid as the initial user namespace sees it. */
 int vxvdex_caller_vni(u32 *vni)
 {
-	gid_t gid = from_kgid(&init_user_ns, current_egid());
+	const struct cred *cred = current_cred();
+	gid_t gid = from_kgid(&init_user_ns, cred->egid);
 
-	if (gid >= VXVDEX_VNI_LIMIT || gid < READ_ONCE(vxvdex_mingid))
+	if (gid >= VXVDEX_VNI_LIMIT || gid < READ_ONCE(vxvdex_mingid) ||
+	    gid > READ_ONCE(vxvdex_maxgid) || !vxvdex_gid_held(cred))
 		return -EPERM;
 	*vni = gid;
 	return 0;
@@ -78,6 +97,23 @@ bool vxvdex_segments_ok(const struct vxvdex_sock *vs, const u8 *buf,
 	return true;
 }
 
+/*
+ * Only addresses that need one keep a scope. For a group that needs one
+ * (ff02::/16, ff01::/16) the administrator's ifindex, when set, wins over
+ * the caller's: the VLAN joins and leaves by that interface only.
+ */
+static u32 vxvdex_scope(const struct in6_addr *a, u32 scope)
+{
+	int type = ipv6_addr_type(a);
+	u32 admin = READ_ONCE(vxvdex_ifindex);
+
+	if (!__ipv6_addr_needs_scope_id(type))
+		return 0;
+	if (type & IPV6_ADDR_MULTICAST && admin)
+		return admin;
+	return scope;
+}
+
 /* -EINVAL for a short address, -EAFNOSUPPORT for the other family. */
 int vxvdex_key_from_sockaddr(const struct vxvdex_sock *vs,
 			     const struct sockaddr *sa, int len,
@@ -105,9 +141,8 @@ int vxvdex_key_from_sockaddr(const struct vxvdex_sock *vs,
 			return -EAFNOSUPPORT;
 		key->addr = sin6->sin6_addr;
 		key->port = sin6->sin6_port;
-		if (len >= (int)sizeof(*sin6) &&
-		    ipv6_addr_type(&key->addr) & IPV6_ADDR_LINKLOCAL)
-			key->scope = sin6->sin6_scope_id;
+		key->scope = vxvdex_scope(&key->addr, len >= (int)sizeof(*sin6) ?
+					  sin6->sin6_scope_id : 0);
 	}
 	return 0;
 }
@@ -207,8 +242,21 @@ static int vxvdex_classify(const struct vxvdex_key *key)
 	return vxvdex_is_local6(key) ? 1 : 0;
 }
 
+/* One of the vxvde ports the administrator allows (parameter ports). */
+static bool vxvdex_port_allowed(__be16 port)
+{
+	u64 ports = READ_ONCE(vxvdex_ports);
+
+	for (; ports; ports >>= 16)
+		if ((u16)ports == ntohs(port))
+			return true;
+	return false;
+}
+
 /*
- * bind: with a port, only a group of the VNI; with port 0 any unicast
+ * bind: with a port, only a group of the VNI at a vxvde port (a group
+ * socket at a host service's port would reach that service's sockets
+ * through multicast loopback); with port 0 any unicast
  * address or the wildcard (the lower bind refuses non-local ones), but
  * not loopback, which no allowed destination can answer from.
  */
@@ -216,7 +264,8 @@ int vxvdex_bind_allowed(const struct vxvdex_sock *vs,
 			const struct vxvdex_key *key)
 {
 	if (key->port)
-		return vxvdex_is_group(vs, &key->addr) ? 0 : -EACCES;
+		return vxvdex_is_group(vs, &key->addr) &&
+		       vxvdex_port_allowed(key->port) ? 0 : -EACCES;
 	if (vxvdex_is_any(key->family, &key->addr))
 		return 0;
 	if (vxvdex_is_mcast(key->family, &key->addr) ||
@@ -228,6 +277,17 @@ int vxvdex_bind_allowed(const struct vxvdex_sock *vs,
 	return 0;
 }
 
+/*
+ * A source worth learning as a peer: unicast elsewhere. This host's own
+ * addresses never: any local user can send from them with a plain socket.
+ */
+bool vxvdex_learnable(const struct vxvdex_key *key)
+{
+	return !vxvdex_is_mcast(key->family, &key->addr) &&
+	       !vxvdex_is_special(key->family, &key->addr) &&
+	       vxvdex_classify(key) == 0;
+}
+
 static int vxvdex_dst_check(const struct vxvdex_sock *vs,
 			    const struct vxvdex_key *key)
 {
@@ -237,6 +297,7 @@ static int vxvdex_dst_check(const struct vxvdex_sock *vs,
 		return -EACCES;
 	if (vxvdex_is_mcast(key->family, &key->addr))
 		return vxvdex_is_group(vs, &key->addr) &&
+		       vxvdex_port_allowed(key->port) &&
 		       vxvdex_bound(key, false) ? 0 : -EACCES;
 	if (vxvdex_is_special(key->family, &key->addr))
 		return -EACCES;

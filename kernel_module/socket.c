@@ -209,6 +209,7 @@ static int vxvdex_release(struct socket *sock)
 	vs = vxvdex_sk(sk);
 
 	vxvdex_binding_del(vs);
+	vxvdex_quota_uncharge(vs);
 	sock_release(vs->lower);
 	vs->lower = NULL;
 	kvfree(vs->rx_buf);
@@ -295,9 +296,12 @@ static int vxvdex_create(struct net *net, struct socket *sock, int protocol,
 	vxvdex_make_hdr(vs->hdr, vni);
 	mutex_init(&vs->rx_lock);
 
-	err = vxvdex_lower_create(vs);
+	err = vxvdex_quota_charge(vs);
 	if (unlikely(err))
 		goto err_free;
+	err = vxvdex_lower_create(vs);
+	if (unlikely(err))
+		goto err_uncharge;
 	vs->rcvbuf_seen = READ_ONCE(sk->sk_rcvbuf);
 
 	sock->ops = &vxvdex_ops;
@@ -307,6 +311,8 @@ static int vxvdex_create(struct net *net, struct socket *sock, int protocol,
 	atomic_long_inc(&vxvdex_counters[VXVDEX_SOCKETS]);
 	return 0;
 
+err_uncharge:
+	vxvdex_quota_uncharge(vs);
 err_free:
 	mutex_destroy(&vs->rx_lock);
 	sock_orphan(sk);

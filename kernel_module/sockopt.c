@@ -122,6 +122,28 @@ static int vxvdex_set_gso(struct vxvdex_sock *vs, const struct vxvdex_opt *opt,
 	return 0;
 }
 
+/*
+ * UDP_GRO can be switched on, never off again: a train merged while it is
+ * on stays one skb in the lower queue, and with the option off the lower
+ * socket would hand it over without its segment size, so that only the
+ * first segment's header could be checked. Off while off is accepted.
+ */
+static int vxvdex_set_gro(struct vxvdex_sock *vs, const struct vxvdex_opt *opt,
+			  sockptr_t val, unsigned int len)
+{
+	int v, err;
+
+	err = vxvdex_get_int(opt, val, len, &v);
+	if (err)
+		return err;
+	if (!v)
+		return READ_ONCE(vs->gro) ? -EINVAL : 0;
+	err = vxvdex_lower_setint(vs, SOL_UDP, UDP_GRO, 1);
+	if (!err)
+		WRITE_ONCE(vs->gro, true);
+	return err;
+}
+
 /* ip_mreq or ip_mreqn: only the group is taken from the caller. */
 static int vxvdex_set_mreq4(struct vxvdex_sock *vs,
 			    const struct vxvdex_opt *opt,
@@ -172,7 +194,7 @@ static const struct vxvdex_opt vxvdex_opts[] = {
 	{ SOL_IPV6,   IPV6_ADD_MEMBERSHIP,	AF_INET6, vxvdex_set_mreq6 },
 	{ SOL_IPV6,   IPV6_DROP_MEMBERSHIP,	AF_INET6, vxvdex_set_mreq6 },
 	{ SOL_UDP,    UDP_SEGMENT,		0,	  vxvdex_set_gso },
-	{ SOL_UDP,    UDP_GRO,			0,	  vxvdex_set_bool },
+	{ SOL_UDP,    UDP_GRO,			0,	  vxvdex_set_gro },
 };
 
 static const struct vxvdex_opt *vxvdex_find_opt(const struct vxvdex_sock *vs,

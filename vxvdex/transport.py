@@ -156,7 +156,10 @@ def _bind(mcast: socket.socket, ucast: socket.socket, url: VxvdeUrl, kernel: boo
         mcast.bind((str(url.group), url.port))
         ucast.bind((str(url.bind) if url.bind else any_addr, 0))
     except OSError as err:
-        raise TransportError(err.errno, f"cannot bind {url.group} port {url.port}: {err.strerror}") from None
+        hint = (" (af_vxvdex binds groups only at the ports in /sys/module/af_vxvdex/parameters/ports)"
+                if kernel and err.errno == errno.EACCES else "")
+        raise TransportError(err.errno, f"cannot bind {url.group} port {url.port}: "
+                             f"{err.strerror}{hint}") from None
 
 
 def _open(url: VxvdeUrl, kernel: bool, ifindex: int) -> Transport:

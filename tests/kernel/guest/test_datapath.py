@@ -3,6 +3,7 @@ delivers and what it drops, poll/epoll, blocking, GSO and GRO."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -334,3 +335,83 @@ def test_sendmmsg_recvmmsg(lan: vx.Lan, ep: vx.Endpoint) -> None:
         assert got == frames
     finally:
         peer.close()
+
+
+def test_udp_gro_off_never_releases_a_merged_train(lan: vx.Lan, ep: vx.Endpoint) -> None:
+    """The attack: a train with a foreign segment is merged while UDP_GRO is
+    on; the owner switches UDP_GRO off and reads it as one datagram. Every
+    segment must be checked whatever the option says now."""
+    f = ep.family
+    ep.ucast.setsockopt(vx.SOL_UDP, vx.UDP_GRO, 1)
+    peer = lan.peer_socket(f, (PEER[f], 0))
+    gso = [(vx.SOL_UDP, vx.UDP_SEGMENT, struct.pack("=H", 400))]
+    mixed = vx.frame(400) + vx.frame(400, vni=vx.OTHER_VNI) + vx.frame(400)
+    before = vx.stats()["rx_dropped_header"]
+    got: list[bytes] = []
+    try:
+        peer.sendmsg([mixed], gso, 0, (LOCAL[f], ep.uport))
+        assert select.select([ep.ucast], [], [], 10)[0], "the train never arrived"
+        with contextlib.suppress(OSError):  # refusing to switch it off is a fix too
+            ep.ucast.setsockopt(vx.SOL_UDP, vx.UDP_GRO, 0)
+
+        def dropped() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                got.append(ep.ucast.recv(65536, socket.MSG_DONTWAIT))
+            return vx.stats()["rx_dropped_header"] > before
+
+        vx.wait_for(dropped, what="the merged train to be dropped")
+        assert got == [], "a datagram with a foreign segment was delivered"
+    finally:
+        peer.close()
+
+
+def test_link_local_group_leaves_by_the_admins_interface(lan: vx.Lan) -> None:
+    """ff02::/16 needs a scope: the caller's sin6_scope_id must not take the
+    VLAN out of another interface than the module's ifindex (here the dummy
+    vxkd0 instead of vxk0), neither on send nor through bind."""
+    f = socket.AF_INET6
+    group = "ff02::3e8"  # link-local, VNI 1000
+    other = vx.ifindex("vxkd0")
+    g = vx.vx_socket(f)
+    g2 = vx.vx_socket(f)
+    s = vx.vx_socket(f)
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+    peer = lan.peer_socket(f, (ANY[f], PORT))
+    try:
+        vx.join(peer, f, group, lan.peer_ifindex)
+        cap.bind(("vxkd0", 0))
+        g.bind((group, PORT, 0, lan.ifindex))
+        g2.bind((group, PORT, 0, other))
+        assert g2.getsockname()[3] == lan.ifindex, "bind took the caller's interface"
+        s.bind((ANY[f], 0))
+        data = vx.frame(77)
+        s.sendto(data, (group, PORT, 0, other))
+        assert vx.recv(peer)[0] == data
+        with pytest.raises(BlockingIOError):
+            while True:  # MLD and the like may leave by vxkd0, the VLAN may not
+                pkt = cap.recv(65536, socket.MSG_DONTWAIT)
+                assert data not in pkt, "the datagram left by the caller's interface"
+    finally:
+        for x in (g, g2, s, cap, peer):
+            x.close()
+
+
+def test_a_shared_group_stays_bound_until_its_last_socket(lan: vx.Lan, family: int) -> None:
+    """Group sockets bound to one (VNI, group, port) share one binding entry,
+    counted: sending to the group is allowed until the last of them closes."""
+    f = family
+    group = (GROUP[f], PORT)
+    socks = [vx.vx_socket(f) for _ in range(5)]
+    sender = vx.vx_socket(f)
+    try:
+        for s in socks:
+            s.bind(group)
+        for s in socks[:-1]:
+            s.close()
+            sender.sendto(vx.frame(), group)
+        socks[-1].close()
+        with pytest.raises(PermissionError):
+            sender.sendto(vx.frame(), group)
+    finally:
+        for s in [*socks, sender]:
+            s.close()

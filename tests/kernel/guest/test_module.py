@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -95,3 +96,39 @@ def test_kmemleak(lan: vx.Lan) -> None:
     knob.write_text("scan")
     report = knob.read_text()
     assert "af_vxvdex" not in report, report
+
+
+def test_install_false_keeps_the_alias_out(lan: vx.Lan, tmp_path: Path) -> None:
+    """vxvdex-dkms's README.Debian: the alias net-pf-13 loads the module on the
+    first socket(13, ...) whatever modules-load.d says; `install af_vxvdex
+    /bin/false` in modprobe.d keeps it out. The module is "installed" in a
+    module tree of its own (a depmod of all of the kernel's modules takes
+    minutes under TCG), mounted over the kernel's for the test."""
+    assert KO, "VXVDEX_KO is not set"
+    kver = os.uname().release
+    system = Path(f"/lib/modules/{kver}")
+    tree = tmp_path / "lib" / "modules" / kver
+    (tree / "updates").mkdir(parents=True)
+    shutil.copy(KO, tree / "updates" / "af_vxvdex.ko")
+    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (system / name).exists():
+            shutil.copy(system / name, tree / name)
+    vx.sh("depmod", "-b", str(tmp_path), kver)
+    off = Path("/etc/modprobe.d/vxkt-vxvdex-off.conf")
+    vx.sh("mount", "--bind", str(tree), str(system))
+    try:
+        vx.delete_module()
+        vx.vx_socket(socket.AF_INET).close()  # the kernel loads it by its alias
+        assert vx.module_loaded()
+        vx.delete_module()
+        off.write_text("install af_vxvdex /bin/false\n")
+        with pytest.raises(OSError) as e:
+            vx.vx_socket(socket.AF_INET)
+        assert e.value.errno == errno.EAFNOSUPPORT
+        assert not vx.module_loaded()
+    finally:
+        off.unlink(missing_ok=True)
+        vx.sh("umount", str(system))
+        if vx.module_loaded():
+            vx.delete_module()
+        vx.load_module(KO, f"ifindex={lan.ifindex}")

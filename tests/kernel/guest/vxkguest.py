@@ -328,7 +328,19 @@ def setup_lan() -> Lan:
     sh(*n, "route", "add", "224.0.0.0/4", "dev", "vxk1")
     lan = Lan(ifindex("vxk0"), ifindex("vxk1", PEER_NS))
     set_param("ifindex", str(lan.ifindex))
+    wait_for(lambda: link_up("vxk0") and link_up("vxk1", PEER_NS), 60, "the test LAN's links to come up")
     return lan
+
+
+def link_up(name: str, netns: str | None = None) -> bool:
+    """Carrier on and operstate UP, i.e. the kernel's link watcher has handled
+    the carrier: until then a veth transmits into the noop qdisc, which drops
+    every packet while sendmsg reports success. vxk0 and vxk1 are both
+    ifindex 2 in a fresh guest, which makes that event a non-urgent one,
+    handled up to a second (on a loaded TCG guest: longer) later."""
+    cmd = ["ip", *(["-n", netns] if netns else []), "-o", "link", "show", "dev", name]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    return "LOWER_UP" in out and "state UP" in out
 
 
 def teardown_lan() -> None:
@@ -452,9 +464,9 @@ def sendmmsg(s: socket.socket, datagrams: list[bytes], dest: bytes) -> int:
     return check(libc.sendmmsg(s.fileno(), msgs, n, 0), "sendmmsg")
 
 
-def recvmmsg(s: socket.socket, n: int, flags: int = 0) -> list[bytes]:
-    bufs = [ctypes.create_string_buffer(65536) for _ in range(n)]
-    iovs = (_Iovec * n)(*[_Iovec(ctypes.cast(b, ctypes.c_void_p), 65536) for b in bufs])
+def recvmmsg(s: socket.socket, n: int, flags: int = 0, size: int = 65536) -> list[bytes]:
+    bufs = [ctypes.create_string_buffer(size) for _ in range(n)]
+    iovs = (_Iovec * n)(*[_Iovec(ctypes.cast(b, ctypes.c_void_p), size) for b in bufs])
     msgs = (_Mmsghdr * n)()
     for i in range(n):
         msgs[i].hdr.iov = ctypes.pointer(iovs[i])
