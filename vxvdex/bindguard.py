@@ -45,6 +45,8 @@ BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
 BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY = 13, 15, 16
 BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
 BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND = 8, 9
+BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS = 8, 1   # the GSO half of the send guard (gsoguard.py)
+TYPES = (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_CGROUP_INET_EGRESS)
 BPF_F_ALLOW_MULTI = 2
 SO_NETNS_COOKIE = 71
 HELPER_UID_GID, HELPER_NETNS_COOKIE = 15, 122
@@ -159,15 +161,22 @@ def netns_cookie() -> int:
         return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
 
 
-def _load(code: bytes, attach_type: int, name: str) -> int:
+def _load(code: bytes, attach_type: int, name: str, prog_type: int = BPF_PROG_TYPE_CGROUP_SOCK_ADDR) -> int:
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(65536)
-    attr = struct.pack("<IIQQIIQII16sII", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, len(code) // 8,
-                       ctypes.addressof(insns), ctypes.addressof(license_), 1, len(log),
-                       ctypes.addressof(log), 0, 0, name.encode()[:15], 0, attach_type)
+
+    def attr(level: int) -> bytes:
+        return struct.pack("<IIQQIIQII16sII", prog_type, len(code) // 8,
+                           ctypes.addressof(insns), ctypes.addressof(license_), level,
+                           len(log) if level else 0,
+                           ctypes.addressof(log) if level else 0, 0, 0, name.encode()[:15], 0, attach_type)
     try:
-        return _bpf(BPF_PROG_LOAD, attr)
+        return _bpf(BPF_PROG_LOAD, attr(0))  # no log: a long program's log would not fit (ENOSPC)
+    except BindGuardError:
+        pass
+    try:  # again, for the verifier's reason
+        return _bpf(BPF_PROG_LOAD, attr(1))
     except BindGuardError as err:
         raise BindGuardError(err.errno, f"the kernel refused the bind guard: {err.strerror}: "
                              f"{log.value.decode(errors='replace').strip()[-300:]}") from None
@@ -282,19 +291,27 @@ def install(port: int, allowed_uids: list[int], ip_version: int,
     cookie = netns_cookie()
     name = f"{NAME_PREFIX}{cookie:x}"[:15]
     group = _own_group(prefix, ip_version == 6)
+    from . import gsoguard
     cgroup = _cgroup2_root()
     try:
         for attach_type, v6 in ((BPF_CGROUP_INET4_BIND, False), (BPF_CGROUP_INET6_BIND, True)):
             own = group if (ip_version == 6) == v6 else None
-            fd = _load(program(cookie, port, allowed_uids, v6, own), attach_type, name)
-            try:
-                _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", cgroup, fd, attach_type, BPF_F_ALLOW_MULTI))
-                _detach(cgroup, attach_type, _older(name, _prog_name_and_id(fd)[1]))
-            finally:
-                os.close(fd)
+            _attach(cgroup, _load(program(cookie, port, allowed_uids, v6, own), attach_type, name),
+                    attach_type, name)
+        _attach(cgroup, _load(gsoguard.program(allowed_uids), BPF_CGROUP_INET_EGRESS, name,
+                              BPF_PROG_TYPE_CGROUP_SKB), BPF_CGROUP_INET_EGRESS, name)
         _sweep(cgroup)
     finally:
         os.close(cgroup)
+
+
+def _attach(cgroup: int, fd: int, attach_type: int, name: str) -> None:
+    """Attach the loaded program fd (then this namespace's older one goes); fd is closed."""
+    try:
+        _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", cgroup, fd, attach_type, BPF_F_ALLOW_MULTI))
+        _detach(cgroup, attach_type, _older(name, _prog_name_and_id(fd)[1]))
+    finally:
+        os.close(fd)
 
 
 def _older(name: str, new_id: int) -> Callable[[str, int], bool]:
@@ -303,10 +320,9 @@ def _older(name: str, new_id: int) -> Callable[[str, int], bool]:
 
 
 def _sweep(cgroup: int) -> None:
-    types = (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND)
-    before = {i for attach_type in types for i in _attached(cgroup, attach_type)}
+    before = {i for attach_type in TYPES for i in _attached(cgroup, attach_type)}
     doomed = _stale(_live_cookies(), before)
-    for attach_type in types:
+    for attach_type in TYPES:
         _detach(cgroup, attach_type, doomed)
 
 
@@ -315,7 +331,7 @@ def remove() -> None:
     name = f"{NAME_PREFIX}{netns_cookie():x}"[:15]
     cgroup = _cgroup2_root()
     try:
-        for attach_type in (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND):
+        for attach_type in TYPES:
             _detach(cgroup, attach_type, lambda n, _i: n == name)
         _sweep(cgroup)
     finally:

@@ -169,3 +169,18 @@ def test_the_bind_program_of_a_dead_namespace_is_swept(lan: Lan) -> None:
     finally:
         lan.run(lan.host(1), sys.executable, "-c", GUARD, "remove")
     assert live_name not in attached_names()
+
+
+def test_a_gso_send_cannot_hide_a_vxvde_header_behind_a_first_segment(
+        guarded: tuple[Cluster, str, str, int]) -> None:
+    """One UDP GSO send (UDP_SEGMENT) is one packet for the output hook and
+    several datagrams on the wire: a header in the second segment must not
+    pass where the same header alone is dropped."""
+    c, _alice, mallory, gid = guarded
+    unicast = Listener(c, 2, UNICAST_PORT)
+    inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "gso-on", "--gso")
+    assert inject(c, 1, None, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "rootu-gso").returncode == 0
+    unicast.wait("rootu-gso")
+    assert not unicast.got("gso-on"), "mallory's vxvde header passed in a second GSO segment"
+    inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "plaingso", "--raw", "--gso")
+    unicast.wait("plaingso")  # her other GSO sends are not touched
