@@ -44,8 +44,10 @@ class Listener:
     """A process on a host printing every datagram it gets on a port."""
 
     def __init__(self, c: Cluster, host: int, port: int, group: str | None = None,
-                 user: str | None = None) -> None:
-        cmd = as_user(user, [sys.executable, LISTEN, str(port), *((group,) if group else ())])
+                 user: str | None = None, inner: tuple[str, ...] = (), on_group: bool = False) -> None:
+        """inner: a command that runs the listener (as user); on_group: bind group, not the wildcard."""
+        cmd = as_user(user, [*inner, sys.executable, LISTEN, str(port), *((group,) if group else ()),
+                             *(("--on-group",) if on_group else ())])
         self.proc = c.lan.spawn(c.lan.host(host), *cmd, capture=True)
         assert self.proc.stdout is not None
         self.ready = self.proc.stdout.readline().strip() == "ready"  # else it could not bind
@@ -184,3 +186,26 @@ def test_a_gso_send_cannot_hide_a_vxvde_header_behind_a_first_segment(
     assert not unicast.got("gso-on"), "mallory's vxvde header passed in a second GSO segment"
     inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "plaingso", "--raw", "--gso")
     unicast.wait("plaingso")  # her other GSO sends are not touched
+
+
+def test_a_subordinate_gid_does_not_open_another_vlan(guarded: tuple[Cluster, str, str, int]) -> None:
+    """mallory, whose /etc/subgid range holds alice's gid (id-mapped directory
+    gids can fall inside such ranges), maps it in a user namespace with the
+    setuid newgidmap, takes it as her gid and binds alice's group on the
+    vxvde port, in the host's network namespace."""
+    c, _alice, mallory, gid = guarded
+    sh("usermod", "--add-subgids", f"{gid}-{gid}", mallory)
+    group = str(wire.group_address(gid))
+    uid = pwd.getpwnam(mallory).pw_uid
+    subgid = ("unshare", "--user", f"--map-users={uid},0,1", f"--map-groups={gid},0,1",
+              "setpriv", "--regid=0", "--clear-groups")
+    spy = Listener(c, 1, PORT, group, user=mallory, inner=subgid, on_group=True)
+    if spy.ready:
+        here = Listener(c, 1, PORT, group)
+        assert inject(c, 1, None, group, str(PORT), str(gid), "root-subgid").returncode == 0
+        here.wait("root-subgid")
+    assert not spy.got("root-subgid"), "mallory read alice's VLAN through a subordinate gid"
+    assert not spy.ready, "mallory bound alice's group on the vxvde port"
+    # Her own gid, mapped to root by `unshare -r`, is still hers (as af_vxvdex sees it).
+    own = str(wire.group_address(pwd.getpwnam(mallory).pw_gid))
+    assert Listener(c, 1, PORT, own, user=mallory, inner=("unshare", "-r"), on_group=True).ready
