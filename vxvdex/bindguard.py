@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import btf, netns
+from . import btf, netns, squatters
 
 SYS_BPF = 321                   # x86_64; see _syscall_number()
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
@@ -355,6 +355,21 @@ def install(port: int, allowed_uids: list[int], ip_version: int,
         _sweep(cgroup)
     finally:
         os.close(cgroup)
+    try:  # now that no new one can bind: those bound before
+        squatters.end(port, allowed_uids, _holds_group(group))
+    except OSError as err:
+        logging.getLogger("vxvdexd").warning("cannot list the sockets bound to UDP port %d before the "
+                                             "port guard: %s", port, err.strerror)
+
+
+def _holds_group(base: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Callable[[int, str], bool]:
+    """Whether an address is the group of a gid that uid holds (what the bind program allows)."""
+    def check(uid: int, address: str) -> bool:
+        packed = ipaddress.ip_address(address).packed
+        if len(packed) != len(base.packed) or packed[:-3] != base.packed[:-3]:
+            return False
+        return squatters.holds(uid, int.from_bytes(packed[-3:], "big"))
+    return check
 
 
 def _attach(cgroup: int, fd: int, attach_type: int, name: str) -> None:

@@ -209,3 +209,24 @@ def test_a_subordinate_gid_does_not_open_another_vlan(guarded: tuple[Cluster, st
     # Her own gid, mapped to root by `unshare -r`, is still hers (as af_vxvdex sees it).
     own = str(wire.group_address(pwd.getpwnam(mallory).pw_gid))
     assert Listener(c, 1, PORT, own, user=mallory, inner=("unshare", "-r"), on_group=True).ready
+
+
+def test_a_socket_bound_before_the_guard_stops_reading(cluster: Cluster) -> None:
+    """mallory binds the vxvde port before vxvdexd first starts (the package
+    is installed on a running host); the guard's start must not leave her
+    that socket, which would go on reading every VLAN of the host."""
+    ga, go = f"vxa{cluster.tag}", f"vxo{cluster.tag}"
+    gid = cluster.group(ga)
+    cluster.group(go)
+    alice = cluster.user("alice", ga)
+    mallory = cluster.user("mallory", go, managed=False)
+    group = str(wire.group_address(gid))
+    spy = Listener(cluster, 1, PORT, group, user=mallory)
+    assert spy.ready, "no guard yet: the bind succeeds"
+    cluster.start(1)
+    cluster.open(1, alice)
+    here = Listener(cluster, 1, PORT, group)
+    assert inject(cluster, 1, None, group, str(PORT), str(gid), "root-pre").returncode == 0
+    here.wait("root-pre")
+    assert not spy.got("root-pre"), "mallory's socket from before the guard reads alice's VLAN"
+    assert "bound before the port guard" in cluster.log(1)
