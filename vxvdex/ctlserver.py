@@ -35,6 +35,7 @@ PER_UID = 8             # concurrent connections of one non-root uid
 OTHERS_MAX = 512        # concurrent connections of all non-root uids
 ROOT_MAX = 4096         # root connections (logins) in progress before accepting pauses
 ROOT_WORKERS = 16
+ACCEPT_BATCH = 64       # connections accepted before the arrived requests are read
 OTHER_WORKERS = 4
 OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -111,7 +112,12 @@ class Server:
         return max(0.0, min(soonest - now, 1.0))
 
     def _accept_all(self) -> None:
-        while not self.stopping.is_set():
+        # A batch, not until the backlog is empty: clients that reconnect as
+        # fast as they are closed would keep it full, and the requests that
+        # have arrived would wait past their deadline (logins refused).
+        for _ in range(ACCEPT_BATCH):
+            if self.stopping.is_set():
+                return
             try:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
