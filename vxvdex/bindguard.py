@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import ipaddress
+import logging
 import os
 import socket
 import struct
@@ -38,16 +39,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import netns
+from . import btf, netns, squatters
 
 SYS_BPF = 321                   # x86_64; see _syscall_number()
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
 BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY = 13, 15, 16
 BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
 BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND = 8, 9
+BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS = 8, 1   # the GSO half of the send guard (gsoguard.py)
+TYPES = (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_CGROUP_INET_EGRESS)
 BPF_F_ALLOW_MULTI = 2
 SO_NETNS_COOKIE = 71
 HELPER_UID_GID, HELPER_NETNS_COOKIE = 15, 122
+HELPER_CURRENT_TASK, HELPER_PROBE_READ_KERNEL = 35, 113
+MAX_USERNS_LEVELS = 32
 # struct bpf_sock_addr offsets
 USER_IP4, USER_IP6, USER_PORT, PROTOCOL = 4, 8, 24, 36
 NAME_PREFIX = "vxg"             # + the netns cookie in hex: one program per namespace
@@ -94,10 +99,13 @@ def _words(addr: bytes) -> list[int]:
 
 
 def program(cookie: int, port: int, allowed_uids: list[int], v6: bool,
-            own_group: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bytes:
+            own_group: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+            userns: tuple[int, int, int, int] | None = None) -> bytes:
     """The bind program: r0 = 1 allows the bind, 0 refuses it (EPERM).
     own_group: the group prefix whose last three bytes are a gid (None: no
-    VLAN of this family, every bind of the others is refused)."""
+    VLAN of this family, every bind of the others is refused). userns: the
+    offsets of task_struct.cred, cred.user_ns, user_namespace.parent and
+    .group (see _userns_walk; None: not checked)."""
     body = [
         _insn(0xbf, 6, 1),                                  # r6 = ctx
         _insn(0x85, imm=HELPER_NETNS_COOKIE),               # r0 = netns cookie (r1 = ctx)
@@ -117,15 +125,51 @@ def program(cookie: int, port: int, allowed_uids: list[int], v6: bool,
         body += [
             _insn(0xbf, 8, 0), _insn(0x77, 8, imm=32),         # r8 = gid
             ("jgt_deny", 8, 0xFFFFFF),                         # no VLAN above 2^24
+            _insn(0xbf, 7, 8),                                 # r7 = gid
             _insn(0x44, 8, imm=_s32(tail)),                    # w8 |= prefix byte
             _insn(0xdc, 8, imm=32),                            # to network order
         ]
         for i, word in enumerate(words[:-1]):                  # IPv6: the prefix words
             body += [_insn(0x61, 1, 6, USER_IP6 + 4 * i), ("jne32_deny", 1, word)]
         body += [_insn(0x61, 1, 6, USER_IP6 + 4 * (len(words) - 1) if v6 else USER_IP4),
-                 ("jeq32_x_allow", 1, 8)]
+                 ("jeq32_x_allow", 1, 8) if userns is None else ("jne32_x_deny", 1, 8)]
+        if userns is not None:
+            body += _userns_walk(*userns)
     body += [("deny",)]
     return _assemble(body)
+
+
+def _read_kernel(size: int, base: int, off: int, slot: int) -> list:
+    """bpf_probe_read_kernel(fp + slot, size, r[base] + off); a failure refuses."""
+    return [_insn(0xbf, 1, 10), _insn(0x07, 1, imm=slot), _insn(0xb7, 2, imm=size),
+            _insn(0xbf, 3, base), _insn(0x07, 3, imm=off), _insn(0x85, imm=HELPER_PROBE_READ_KERNEL),
+            ("jne32_deny", 0, 0)]
+
+
+def _userns_walk(cred: int, user_ns: int, parent: int, group: int) -> list:
+    """The gid (r7) is the caller's own only if every user namespace between
+    the caller and the initial one was made by that gid (user_namespace.group):
+    `unshare -r` keeps one's gid, a newgidmap'ed subordinate gid does not
+    (as af_vxvdex decides the VNI)."""
+    body = [_insn(0x85, imm=HELPER_CURRENT_TASK), _insn(0xbf, 9, 0),
+            *_read_kernel(8, 9, cred, -8), _insn(0x79, 9, 10, -8),
+            *_read_kernel(8, 9, user_ns, -8), _insn(0x79, 9, 10, -8)]
+    for _level in range(MAX_USERNS_LEVELS + 1):
+        body += [*_read_kernel(8, 9, parent, -16), *_read_kernel(4, 9, group, -8),
+                 _insn(0x79, 1, 10, -16), ("jeq_allow", 1, 0),     # the initial namespace: all checked
+                 _insn(0x61, 2, 10, -8), ("jne32_x_deny", 2, 7),
+                 _insn(0xbf, 9, 1)]
+    return body
+
+
+def userns_offsets() -> tuple[int, int, int, int] | None:
+    """The kernel's offsets for _userns_walk, or None without BTF."""
+    try:
+        b = btf.load()
+        return (b.offset("task_struct", "cred"), b.offset("cred", "user_ns"),
+                b.offset("user_namespace", "parent"), b.offset("user_namespace", "group"))
+    except btf.BtfError:
+        return None
 
 
 def _assemble(body: list) -> bytes:
@@ -134,7 +178,8 @@ def _assemble(body: list) -> bytes:
     total = sum(sizes) - 1 + 4                                 # ("deny",) becomes 2 + allow 2
     deny_at, allow_at = total - 4, total - 2
     out, pos = b"", 0
-    codes = {"jne_x": 0x5d, "jne32": 0x56, "jeq32": 0x16, "jgt": 0x25, "jeq32_x": 0x1e}
+    codes = {"jne_x": 0x5d, "jne32": 0x56, "jeq32": 0x16, "jgt": 0x25, "jeq32_x": 0x1e, "jne32_x": 0x5e,
+             "jeq": 0x15}
     for item, size in zip(body, sizes, strict=True):
         if isinstance(item, bytes):
             out += item
@@ -159,15 +204,22 @@ def netns_cookie() -> int:
         return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
 
 
-def _load(code: bytes, attach_type: int, name: str) -> int:
+def _load(code: bytes, attach_type: int, name: str, prog_type: int = BPF_PROG_TYPE_CGROUP_SOCK_ADDR) -> int:
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(65536)
-    attr = struct.pack("<IIQQIIQII16sII", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, len(code) // 8,
-                       ctypes.addressof(insns), ctypes.addressof(license_), 1, len(log),
-                       ctypes.addressof(log), 0, 0, name.encode()[:15], 0, attach_type)
+
+    def attr(level: int) -> bytes:
+        return struct.pack("<IIQQIIQII16sII", prog_type, len(code) // 8,
+                           ctypes.addressof(insns), ctypes.addressof(license_), level,
+                           len(log) if level else 0,
+                           ctypes.addressof(log) if level else 0, 0, 0, name.encode()[:15], 0, attach_type)
     try:
-        return _bpf(BPF_PROG_LOAD, attr)
+        return _bpf(BPF_PROG_LOAD, attr(0))  # no log: a long program's log would not fit (ENOSPC)
+    except BindGuardError:
+        pass
+    try:  # again, for the verifier's reason
+        return _bpf(BPF_PROG_LOAD, attr(1))
     except BindGuardError as err:
         raise BindGuardError(err.errno, f"the kernel refused the bind guard: {err.strerror}: "
                              f"{log.value.decode(errors='replace').strip()[-300:]}") from None
@@ -282,19 +334,51 @@ def install(port: int, allowed_uids: list[int], ip_version: int,
     cookie = netns_cookie()
     name = f"{NAME_PREFIX}{cookie:x}"[:15]
     group = _own_group(prefix, ip_version == 6)
+    from . import gsoguard
+    userns = userns_offsets()
     cgroup = _cgroup2_root()
     try:
         for attach_type, v6 in ((BPF_CGROUP_INET4_BIND, False), (BPF_CGROUP_INET6_BIND, True)):
             own = group if (ip_version == 6) == v6 else None
-            fd = _load(program(cookie, port, allowed_uids, v6, own), attach_type, name)
             try:
-                _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", cgroup, fd, attach_type, BPF_F_ALLOW_MULTI))
-                _detach(cgroup, attach_type, _older(name, _prog_name_and_id(fd)[1]))
-            finally:
-                os.close(fd)
+                fd = _load(program(cookie, port, allowed_uids, v6, own, userns), attach_type, name)
+            except BindGuardError as err:  # kernel lockdown refuses reading kernel memory
+                if userns is None:
+                    raise
+                logging.getLogger("vxvdexd").warning("%s; the bind guard cannot tell subordinate gids "
+                                                     "(/etc/subgid) from held ones", err)
+                userns = None
+                fd = _load(program(cookie, port, allowed_uids, v6, own), attach_type, name)
+            _attach(cgroup, fd, attach_type, name)
+        _attach(cgroup, _load(gsoguard.program(allowed_uids), BPF_CGROUP_INET_EGRESS, name,
+                              BPF_PROG_TYPE_CGROUP_SKB), BPF_CGROUP_INET_EGRESS, name)
         _sweep(cgroup)
     finally:
         os.close(cgroup)
+    try:  # now that no new one can bind: those bound before
+        squatters.end(port, allowed_uids, _holds_group(group))
+    except OSError as err:
+        logging.getLogger("vxvdexd").warning("cannot list the sockets bound to UDP port %d before the "
+                                             "port guard: %s", port, err.strerror)
+
+
+def _holds_group(base: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Callable[[int, str], bool]:
+    """Whether an address is the group of a gid that uid holds (what the bind program allows)."""
+    def check(uid: int, address: str) -> bool:
+        packed = ipaddress.ip_address(address).packed
+        if len(packed) != len(base.packed) or packed[:-3] != base.packed[:-3]:
+            return False
+        return squatters.holds(uid, int.from_bytes(packed[-3:], "big"))
+    return check
+
+
+def _attach(cgroup: int, fd: int, attach_type: int, name: str) -> None:
+    """Attach the loaded program fd (then this namespace's older one goes); fd is closed."""
+    try:
+        _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", cgroup, fd, attach_type, BPF_F_ALLOW_MULTI))
+        _detach(cgroup, attach_type, _older(name, _prog_name_and_id(fd)[1]))
+    finally:
+        os.close(fd)
 
 
 def _older(name: str, new_id: int) -> Callable[[str, int], bool]:
@@ -303,10 +387,9 @@ def _older(name: str, new_id: int) -> Callable[[str, int], bool]:
 
 
 def _sweep(cgroup: int) -> None:
-    types = (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND)
-    before = {i for attach_type in types for i in _attached(cgroup, attach_type)}
+    before = {i for attach_type in TYPES for i in _attached(cgroup, attach_type)}
     doomed = _stale(_live_cookies(), before)
-    for attach_type in types:
+    for attach_type in TYPES:
         _detach(cgroup, attach_type, doomed)
 
 
@@ -315,7 +398,7 @@ def remove() -> None:
     name = f"{NAME_PREFIX}{netns_cookie():x}"[:15]
     cgroup = _cgroup2_root()
     try:
-        for attach_type in (BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND):
+        for attach_type in TYPES:
             _detach(cgroup, attach_type, lambda n, _i: n == name)
         _sweep(cgroup)
     finally:

@@ -17,10 +17,13 @@ never ends the loop.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
+import os
 import queue
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -35,8 +38,12 @@ PER_UID = 8             # concurrent connections of one non-root uid
 OTHERS_MAX = 512        # concurrent connections of all non-root uids
 ROOT_MAX = 4096         # root connections (logins) in progress before accepting pauses
 ROOT_WORKERS = 16
+ACCEPT_BATCH = 64       # connections accepted before the arrived requests are read
 OTHER_WORKERS = 4
 OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+NS_GET_PARENT, NS_GET_OWNER_UID = 0xB702, 0xB704
+INIT_USERNS = os.stat("/proc/self/ns/user").st_ino
+UNKNOWN = -1            # the counting key of a peer gone before it was looked at
 
 Handler = Callable[[socket.socket, bytes, int], None]
 
@@ -46,6 +53,34 @@ class Pending:
     conn: socket.socket
     uid: int
     deadline: float
+    key: int            # whom the connection counts for (see owner())
+
+
+def owner(pid: int, uid: int) -> int:
+    """Whom a peer's connections count for: its uid, or, in a user namespace,
+    the uid that made the outermost one (else one user's subordinate uids,
+    /etc/subuid, would each get the per-uid cap); UNKNOWN if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return UNKNOWN
+    try:
+        for _level in range(33):
+            if os.fstat(fd).st_ino == INIT_USERNS:
+                return uid
+            parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            if os.fstat(parent).st_ino == INIT_USERNS:
+                os.close(parent)
+                found = bytearray(4)
+                fcntl.ioctl(fd, NS_GET_OWNER_UID, found, True)
+                return int.from_bytes(found, sys.byteorder)
+            os.close(fd)
+            fd = parent
+        return UNKNOWN
+    except OSError:
+        return UNKNOWN
+    finally:
+        os.close(fd)
 
 
 class Server:
@@ -59,8 +94,8 @@ class Server:
         self.pending: dict[int, Pending] = {}
         self.count: Counter[int] = Counter()   # open connections per uid, pending or in work
         self.count_lock = threading.Lock()
-        self.queues = {True: queue.SimpleQueue[tuple[socket.socket, bytes, int]](),
-                       False: queue.SimpleQueue[tuple[socket.socket, bytes, int]]()}
+        self.queues = {True: queue.SimpleQueue[tuple[socket.socket, bytes, int, int]](),
+                       False: queue.SimpleQueue[tuple[socket.socket, bytes, int, int]]()}
         self.last_warning = 0.0
         self.paused_until = 0.0
 
@@ -72,16 +107,16 @@ class Server:
                 threading.Thread(target=self._work, args=(self.queues[root],), daemon=True,
                                  name=f"control-{'root' if root else 'user'}-{i}").start()
 
-    def _work(self, q: queue.SimpleQueue[tuple[socket.socket, bytes, int]]) -> None:
+    def _work(self, q: queue.SimpleQueue[tuple[socket.socket, bytes, int, int]]) -> None:
         while True:
-            conn, raw, uid = q.get()
+            conn, raw, uid, key = q.get()
             try:
                 self.handle(conn, raw, uid)
             except Exception:  # one bad request must never take a worker away
                 log.exception("control request %r of uid %d", raw[:64], uid)
             finally:
                 conn.close()
-                self._release(uid)
+                self._release(key)
 
     def _release(self, uid: int) -> None:
         with self.count_lock:
@@ -111,7 +146,12 @@ class Server:
         return max(0.0, min(soonest - now, 1.0))
 
     def _accept_all(self) -> None:
-        while not self.stopping.is_set():
+        # A batch, not until the backlog is empty: clients that reconnect as
+        # fast as they are closed would keep it full, and the requests that
+        # have arrived would wait past their deadline (logins refused).
+        for _ in range(ACCEPT_BATCH):
+            if self.stopping.is_set():
+                return
             try:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
@@ -129,15 +169,16 @@ class Server:
 
     def _admit(self, conn: socket.socket) -> None:
         try:
-            _pid, uid, _gid = control.peer_ids(conn)
+            pid, uid, _gid = control.peer_ids(conn)
         except OSError:
             conn.close()
             return
+        key = uid if uid == 0 else owner(pid, uid)
         with self.count_lock:
             others = sum(n for u, n in self.count.items() if u != 0)
-            full = uid != 0 and (self.count[uid] >= PER_UID or others >= OTHERS_MAX)
+            full = uid != 0 and (self.count[key] >= PER_UID or others >= OTHERS_MAX)
             if not full:
-                self.count[uid] += 1
+                self.count[key] += 1
             root_busy = uid == 0 and self.count[0] >= ROOT_MAX
         if full:
             conn.close()
@@ -148,7 +189,7 @@ class Server:
             # accepting for a moment instead; the next ones wait in the backlog.
             self.paused_until = time.monotonic() + 0.05
         conn.setblocking(False)
-        self.pending[conn.fileno()] = Pending(conn, uid, time.monotonic() + DEADLINE)
+        self.pending[conn.fileno()] = Pending(conn, uid, time.monotonic() + DEADLINE, key)
         self.sel.register(conn, selectors.EVENT_READ)
 
     def _readable(self, fd: int) -> None:
@@ -161,11 +202,11 @@ class Server:
         # An empty raw is an empty message or a peer that left: the handler
         # refuses it, and sending the refusal to a departed peer fails harmlessly.
         p.conn.settimeout(DEADLINE)  # bounds the answer's send to a peer that stopped reading
-        self.queues[p.uid == 0].put((p.conn, raw, p.uid))
+        self.queues[p.uid == 0].put((p.conn, raw, p.uid, p.key))
 
     def _drop(self, p: Pending) -> None:
         p.conn.close()
-        self._release(p.uid)
+        self._release(p.key)
 
     def _expire(self, now: float) -> None:
         for fd, p in list(self.pending.items()):

@@ -6,7 +6,9 @@ send vxvde datagrams into any VLAN. The guard drops, in the output hook,
 every UDP datagram of a socket owned by anyone but root and the endpoint
 user that either goes to the vxvde port (the groups, and unicast to that
 port) or carries the vxvde header (unicast to an endpoint's ephemeral
-port). Sockets without an owner (the af_vxvdex module's kernel sockets,
+port). A UDP GSO send is one packet here but several on the wire: its
+later segments are checked by a cgroup egress program (gsoguard.py,
+attached with the bind programs). Sockets without an owner (the af_vxvdex module's kernel sockets,
 the kernel's own replies) do not match `meta skuid` and pass: the module
 checks their headers itself.
 

@@ -44,8 +44,10 @@ class Listener:
     """A process on a host printing every datagram it gets on a port."""
 
     def __init__(self, c: Cluster, host: int, port: int, group: str | None = None,
-                 user: str | None = None) -> None:
-        cmd = as_user(user, [sys.executable, LISTEN, str(port), *((group,) if group else ())])
+                 user: str | None = None, inner: tuple[str, ...] = (), on_group: bool = False) -> None:
+        """inner: a command that runs the listener (as user); on_group: bind group, not the wildcard."""
+        cmd = as_user(user, [*inner, sys.executable, LISTEN, str(port), *((group,) if group else ()),
+                             *(("--on-group",) if on_group else ())])
         self.proc = c.lan.spawn(c.lan.host(host), *cmd, capture=True)
         assert self.proc.stdout is not None
         self.ready = self.proc.stdout.readline().strip() == "ready"  # else it could not bind
@@ -169,3 +171,62 @@ def test_the_bind_program_of_a_dead_namespace_is_swept(lan: Lan) -> None:
     finally:
         lan.run(lan.host(1), sys.executable, "-c", GUARD, "remove")
     assert live_name not in attached_names()
+
+
+def test_a_gso_send_cannot_hide_a_vxvde_header_behind_a_first_segment(
+        guarded: tuple[Cluster, str, str, int]) -> None:
+    """One UDP GSO send (UDP_SEGMENT) is one packet for the output hook and
+    several datagrams on the wire: a header in the second segment must not
+    pass where the same header alone is dropped."""
+    c, _alice, mallory, gid = guarded
+    unicast = Listener(c, 2, UNICAST_PORT)
+    inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "gso-on", "--gso")
+    assert inject(c, 1, None, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "rootu-gso").returncode == 0
+    unicast.wait("rootu-gso")
+    assert not unicast.got("gso-on"), "mallory's vxvde header passed in a second GSO segment"
+    inject(c, 1, mallory, c.lan.addr4(2), str(UNICAST_PORT), str(gid), "plaingso", "--raw", "--gso")
+    unicast.wait("plaingso")  # her other GSO sends are not touched
+
+
+def test_a_subordinate_gid_does_not_open_another_vlan(guarded: tuple[Cluster, str, str, int]) -> None:
+    """mallory, whose /etc/subgid range holds alice's gid (id-mapped directory
+    gids can fall inside such ranges), maps it in a user namespace with the
+    setuid newgidmap, takes it as her gid and binds alice's group on the
+    vxvde port, in the host's network namespace."""
+    c, _alice, mallory, gid = guarded
+    sh("usermod", "--add-subgids", f"{gid}-{gid}", mallory)
+    group = str(wire.group_address(gid))
+    uid = pwd.getpwnam(mallory).pw_uid
+    subgid = ("unshare", "--user", f"--map-users={uid},0,1", f"--map-groups={gid},0,1",
+              "setpriv", "--regid=0", "--clear-groups")
+    spy = Listener(c, 1, PORT, group, user=mallory, inner=subgid, on_group=True)
+    if spy.ready:
+        here = Listener(c, 1, PORT, group)
+        assert inject(c, 1, None, group, str(PORT), str(gid), "root-subgid").returncode == 0
+        here.wait("root-subgid")
+    assert not spy.got("root-subgid"), "mallory read alice's VLAN through a subordinate gid"
+    assert not spy.ready, "mallory bound alice's group on the vxvde port"
+    # Her own gid, mapped to root by `unshare -r`, is still hers (as af_vxvdex sees it).
+    own = str(wire.group_address(pwd.getpwnam(mallory).pw_gid))
+    assert Listener(c, 1, PORT, own, user=mallory, inner=("unshare", "-r"), on_group=True).ready
+
+
+def test_a_socket_bound_before_the_guard_stops_reading(cluster: Cluster) -> None:
+    """mallory binds the vxvde port before vxvdexd first starts (the package
+    is installed on a running host); the guard's start must not leave her
+    that socket, which would go on reading every VLAN of the host."""
+    ga, go = f"vxa{cluster.tag}", f"vxo{cluster.tag}"
+    gid = cluster.group(ga)
+    cluster.group(go)
+    alice = cluster.user("alice", ga)
+    mallory = cluster.user("mallory", go, managed=False)
+    group = str(wire.group_address(gid))
+    spy = Listener(cluster, 1, PORT, group, user=mallory)
+    assert spy.ready, "no guard yet: the bind succeeds"
+    cluster.start(1)
+    cluster.open(1, alice)
+    here = Listener(cluster, 1, PORT, group)
+    assert inject(cluster, 1, None, group, str(PORT), str(gid), "root-pre").returncode == 0
+    here.wait("root-pre")
+    assert not spy.got("root-pre"), "mallory's socket from before the guard reads alice's VLAN"
+    assert "bound before the port guard" in cluster.log(1)
