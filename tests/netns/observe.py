@@ -21,10 +21,14 @@ def status(path: Path) -> dict:
 
 
 def wait_status(path: Path, predicate: Callable[[dict], object], timeout: float = 5.0,
-                what: str = "status") -> dict:
-    """Poll a status file until predicate(status) holds; return that status."""
+                what: str = "status", since_ns: int | None = None) -> dict:
+    """Poll a status file until predicate(status) holds; return that status.
+    since_ns: only a status computed after time.time_ns() was since_ns counts
+    (as in next_status): "not learned yet" is then not taken for "forgotten"."""
     def check() -> dict | None:
         if not path.exists():
+            return None
+        if since_ns is not None and path.stat().st_mtime_ns <= since_ns + 10_000_000:
             return None
         st = status(path)
         return st if predicate(st) else None
