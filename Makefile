@@ -67,15 +67,15 @@ stage:
 		--mode=u+rwX,go+rX -cf - . | tar -C $(STAGE) -xf -
 
 test-here: test-host
-	tests/kernel/run
-	tests/packaging/run
+	time tests/kernel/run
+	time tests/packaging/run
 
 # lint, the unit, netns and PAM tiers (the host side of `make test`). Each
 # tier fails if a namespace of its own run is left (tests/netns/conftest.py,
 # tests/pam/conftest.py): counting every vxt*/vxp* namespace of the machine
 # failed whenever another run was going on at the same time.
 test-host: deps lint pam
-	$(PYTEST) tests/unit tests/netns tests/pam
+	time $(PYTEST) tests/unit tests/netns tests/pam
 
 deb:
 	packaging/build-deb $(DEB_OUT)
