@@ -78,10 +78,11 @@ def ip_counters(lan: Lan, ns: str) -> dict[str, int]:
 
 
 def send_udp(lan: Lan, ns: str, host: str, port: int, count: int, marker: bytes,
-             size: int = 200, broadcast: bool = False) -> None:
-    """Send `count` UDP datagrams carrying `marker` from ns to host:port."""
+             size: int = 200, broadcast: bool = False, window: int = 0) -> None:
+    """Send `count` UDP datagrams carrying `marker` from ns to host:port
+    (window: paced by a receiver's acknowledgements, see udpsend.py)."""
     lan.run(ns, sys.executable, UDPSEND, host, str(port), str(count), marker.decode(), str(size),
-            *(("--broadcast",) if broadcast else ()))
+            *(("--broadcast",) if broadcast else ()), *(("--window", str(window)) if window else ()))
 
 
 _RAW_SEND = """
