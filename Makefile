@@ -10,8 +10,16 @@ APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tc
 	login libvdeplug-dev
 PYTEST ?= $(VPY) -m pytest
 DEB_OUT ?= dist
+# On a fresh machine unattended-upgrades (or another apt) may hold the dpkg
+# lock: every apt-get under make waits for it (the tiers' scripts too).
+export APT_CONFIG := $(CURDIR)/tests/apt.conf
+# Tests run commands as other users (nobody, the endpoint user, test users).
+# From a checkout they cannot reach (a clone in root's 0700 home) `make test`
+# tests a copy in a 0755 directory, kept between runs for its virtualenv.
+STAGE := /var/tmp/vxvdex-stage/$(notdir $(CURDIR))-$(shell echo '$(CURDIR)' | md5sum | cut -c1-8)
+REACHABLE := setpriv --reuid=65534 --regid=65534 --clear-groups test -r $(CURDIR)/Makefile
 
-.PHONY: all deps apt venv lint pam deb test test-unit test-netns test-kernel demo bench clean
+.PHONY: all deps apt venv lint pam deb test test-here test-host stage test-unit test-netns test-kernel demo bench clean
 
 all: test
 
@@ -22,7 +30,8 @@ apt:
 		| grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; \
 	fi
 
 venv: $(VENV)/.stamp
@@ -45,12 +54,28 @@ test-netns: deps
 test-kernel: deps
 	tests/kernel/run
 
-test: deps lint pam
-	$(PYTEST) tests/unit tests/netns tests/pam
-	@left=$$(ip netns list | grep -c '^vx[tp]' || true); \
-	if [ "$$left" != 0 ]; then echo "FAIL: $$left test namespaces left behind"; exit 1; fi
-	tests/kernel/run
-	tests/packaging/run
+test:
+	@if $(REACHABLE) 2>/dev/null; then $(MAKE) --no-print-directory test-here; else \
+		echo "$(CURDIR) is private (other users cannot reach it): testing a copy in $(STAGE)"; \
+		$(MAKE) --no-print-directory stage && $(MAKE) --no-print-directory -C $(STAGE) test-here; fi
+
+# The tree as git would see it, readable by all; the copy's .venv is kept.
+stage:
+	@install -d -m 0755 $(dir $(STAGE)) $(STAGE)
+	@find $(STAGE) -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+	@tar -C $(CURDIR) --exclude=./.git --exclude=./.venv --exclude=./dist --exclude='*_cache' \
+		--mode=u+rwX,go+rX -cf - . | tar -C $(STAGE) -xf -
+
+test-here: test-host
+	time tests/kernel/run
+	time tests/packaging/run
+
+# lint, the unit, netns and PAM tiers (the host side of `make test`). Each
+# tier fails if a namespace of its own run is left (tests/netns/conftest.py,
+# tests/pam/conftest.py): counting every vxt*/vxp* namespace of the machine
+# failed whenever another run was going on at the same time.
+test-host: deps lint pam
+	time $(PYTEST) tests/unit tests/netns tests/pam
 
 deb:
 	packaging/build-deb $(DEB_OUT)

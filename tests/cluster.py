@@ -24,6 +24,18 @@ from vxvdex import control
 ENDPOINT_USER = "vxvdex-endpoint"
 
 
+def ensure_endpoint_user() -> bool:
+    """Create the endpoint system user if it is missing (as the vxvdex package
+    does); True if this call made it, and the caller must remove it."""
+    try:
+        pwd.getpwnam(ENDPOINT_USER)
+    except KeyError:
+        sh("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+           "--shell", "/usr/sbin/nologin", ENDPOINT_USER)
+        return True
+    return False
+
+
 class Cluster:
     def __init__(self, hosts: int = 3, config: str = "", lan: Lan | None = None) -> None:
         self.lan = lan or Lan(hosts=hosts)
@@ -44,11 +56,7 @@ class Cluster:
 
     # ---- users and groups ------------------------------------------------------
     def _ensure_endpoint_user(self) -> None:
-        try:
-            pwd.getpwnam(ENDPOINT_USER)
-        except KeyError:
-            sh("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-               "--shell", "/usr/sbin/nologin", ENDPOINT_USER)
+        if ensure_endpoint_user():
             self.made_users.append(ENDPOINT_USER)
 
     def group(self, name: str) -> int:

@@ -151,9 +151,12 @@ class Lan:
         tap = cmd[-1].removeprefix("tap://")
         ns = self.add_ns(name)
         proc = self.spawn(self.host(host), *cmd, log=log)
+        # Ends as soon as the tap exists or the command exits; the bound only
+        # catches a hung command. A Python start in a TCG guest (the kernel
+        # tier runs these tests there) on a loaded host took more than 5 s.
         wait_for(lambda: proc.poll() is not None or self.ip(self.host(host), "link", "show", tap,
                                                               check=False).returncode == 0,
-                 what=f"{cmd[0]} to create tap {tap}")
+                 timeout=60, what=f"{cmd[0]} to create tap {tap}")
         if proc.poll() is not None:
             raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}"
                                + (f": {log.read_text()}" if log else ""))

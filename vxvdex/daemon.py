@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, config, control, ctlserver, guard, limits, modparams
+from . import __version__, cli, config, control, ctlserver, guard, limits, modparams
 from .control import ProtocolError, Request
 from .sessions import Manager, SessionError, UserNs
 from .users import DirectoryError, User, check_host, is_managed, lookup
@@ -43,7 +43,9 @@ def underlay_mtu(cfg: config.Config) -> int:
                 index = ipr.route("get", dst=dst)[0].get_attr("RTA_OIF")
             return int(ipr.get_links(index)[0].get_attr("IFLA_MTU"))
         except Exception as err:  # noqa: BLE001 - any netlink failure: use the Ethernet default
-            log.warning("cannot find the underlay MTU (%s): assuming 1500; set interface.mtu", err)
+            log.warning("cannot find the underlay MTU (%s): no uplink and no multicast route? Add one "
+                        "(`ip route add 224.0.0.0/4 dev eth0`) or set network.uplink; assuming 1500",
+                        getattr(err, "strerror", None) or err)
             return 1500
 
 
@@ -246,6 +248,21 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return cli.run("vxvdexd", daemon_main, argv)
+
+
+def refuse_if_served(run_dir: Path) -> None:
+    """Raise Unfit if another vxvdexd answers on run_dir's control socket:
+    listen() would take the socket over and leave two daemons fighting."""
+    try:
+        control.ask(run_dir, "version", timeout=5)
+    except OSError:
+        return
+    raise cli.Unfit(f"another vxvdexd already serves {control.socket_path(run_dir)} (address in use): "
+                    "stop it first (`systemctl stop vxvdex`), or give this one another run_dir")
+
+
+def daemon_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vxvdexd", description="Provision managed users' VLAN namespaces "
                                  "(see vxvdexd(8)).")
     ap.add_argument("--config", type=Path, default=config.DEFAULT_PATH, help="default: %(default)s")
@@ -270,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg["log_level"])
     for problem in modparams.disagreements(cfg):
         log.warning("%s", problem)
-    if os.geteuid() != 0:
-        print("vxvdexd: must run as root (it creates network namespaces and taps)", file=sys.stderr)
-        return 1
+    cli.require_privilege("it creates network namespaces and taps")
+    cli.require_user(cfg["endpoint_user"], "endpoint_user")
+    refuse_if_served(cfg["run_dir"])
     limits.raise_nofile()
     daemon = Daemon(cfg)
     if not start_guard(cfg, daemon.manager.ep_uid):

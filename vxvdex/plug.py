@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli
 from . import url as urlmod
 from .endpoint import write_status
 from .forwarder import Endpoint
@@ -39,7 +39,9 @@ URL options (vdeplug4 syntax, after the address, each as /name=value):
 
 signals: SIGUSR1 logs the counters; SIGTERM or SIGINT sends the leave
 datagram and exits 0.
-exit status: 0 stopped by a signal, 1 runtime failure, 2 bad usage.
+exit status: 0 stopped by a signal, 1 runtime failure (one line says what
+this machine lacks and what to do: /dev/net/tun, privilege, the status
+file's directory or disk, the UDP port, a multicast route), 2 bad usage.
 """
 
 
@@ -88,6 +90,23 @@ def install_signals(endpoint: Endpoint) -> int:
     return rfd
 
 
+class StatusFile:
+    """Rewrites --status every second; a failure is logged once, not fatal."""
+
+    def __init__(self, path: Path, endpoint: Endpoint) -> None:
+        self.path, self.endpoint, self.failing = path, endpoint, False
+
+    def write(self) -> None:
+        try:
+            write_status(self.path, self.endpoint.status())
+        except OSError as err:
+            if not self.failing:
+                log.warning("cannot write %s: %s", self.path, cli.describe(err))
+            self.failing = True
+        else:
+            self.failing = False
+
+
 def run(args: argparse.Namespace) -> int:
     url = urlmod.parse(args.url)
     name = urlmod.tap_name(args.tap)
@@ -103,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
                         max_frame=mtu + 18, mtu_source=None if args.mtu else tap.mtu,
                         merge=not args.no_merge)
     if args.status:
-        endpoint.on_tick = lambda: write_status(args.status, endpoint.status())
+        # Written once now, so a missing directory or a full disk stops us at
+        # once; later failures only warn: the frames matter more than the file.
+        try:
+            write_status(args.status, endpoint.status())
+        except OSError as err:
+            raise cli.Unfit(cli.describe(err, f"--status {args.status}")) from None
+        endpoint.on_tick = StatusFile(args.status, endpoint).write
     log.info("joined %s via %s sockets (unicast port %d), tap %s", url,
              transport.kind, transport.port, name)
     for note in transport.notes:
@@ -120,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return cli.run("vxvdex-plug", plug_main, argv)
+
+
+def plug_main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging(args.syslog, args.verbose)
     try:
@@ -128,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vxvdex-plug: {err}", file=sys.stderr)
         return 2
     except (TapError, TransportError) as err:
-        print(f"vxvdex-plug: {err.args[-1] if err.args else err}", file=sys.stderr)
-        return 1
+        print(f"vxvdex-plug: {cli.with_hint(str(err.args[-1]), err.errno)}", file=sys.stderr)
+        return cli.EXIT_ENVIRONMENT
 
 
 if __name__ == "__main__":

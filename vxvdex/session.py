@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import pwd
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config, control, netns
+from . import __version__, cli, config, control, netns
 from . import session_admin as admin
 from .control import Answer, DaemonUnavailable
 
@@ -44,7 +45,8 @@ commands:
                         from which host an endpoint of this host learned the MAC
 
 exit status:
-  0 ok, 1 the daemon reported an error, 2 bad usage, 3 vxvdexd is not running,
+  0 ok, 1 the daemon reported an error, or this machine lacks something
+  (one line says what to do), 2 bad usage, 3 vxvdexd is not running,
   4 the user is not managed by vxvdex, 5 permission denied, 6 the user has no
   namespace on this host yet (who: nothing found), 7 no such user
 """
@@ -126,6 +128,18 @@ ADMIN_COMMANDS = {"exec": lambda run_dir, args, _json: run_exec(run_dir, args),
 
 
 def main(argv: list[str] | None = None) -> int:
+    return cli.run("vxvdex-session", session_main, argv)
+
+
+def unavailable(err: DaemonUnavailable, run_dir: Path) -> int:
+    """Say why the daemon's socket did not answer: absent, or not ours to use."""
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return fail(f"no permission to use {control.socket_path(run_dir)}: run as root, or let "
+                    "vxvdexd create its socket again (`systemctl restart vxvdex`)", EXIT_DENIED)
+    return fail(str(err.args[-1]), EXIT_NO_DAEMON)
+
+
+def session_main(argv: list[str] | None = None) -> int:
     a = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run_dir = a.run_dir or config.load(a.config)["run_dir"]
@@ -143,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{'' if a.command == 'list' else ' (USER SESSION)'}", EXIT_USAGE)
         answer = control.ask(run_dir, " ".join([a.command, *a.args]))
     except DaemonUnavailable as err:
-        return fail(str(err.args[-1]), EXIT_NO_DAEMON)
+        return unavailable(err, run_dir)
     if answer.status != "ok":
         who = a.args[0] if a.args else pwd.getpwuid(os.getuid()).pw_name
         hint = {"unmanaged": f"{who} is not managed by vxvdex (not in a managed group)"}.get(answer.status)

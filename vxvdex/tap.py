@@ -35,6 +35,16 @@ IFF_UP = 0x1
 ARPHRD_ETHER = 1
 
 
+TUN_DEVICE = "/dev/net/tun"
+TUN_HINTS = {
+    errno.ENOENT: "load the tun module (`modprobe tun`) or create the device "
+                  "(`mknod -m 0666 /dev/net/tun c 10 200`)",
+    errno.ENODEV: "load the tun module (`modprobe tun`)",
+    errno.EACCES: "run as root, or let users open it as Debian does: `chmod 0666 /dev/net/tun`",
+    errno.EPERM: "the device is not allowed here (a container?): allow c 10:200",
+}
+
+
 class TapError(OSError):
     """The tap could not be opened or configured; the message says why."""
 
@@ -72,7 +82,12 @@ def persist(fd: int, on: bool = True) -> None:
 
 def attach(name: str) -> int:
     """Open a queue of tap `name` (creating it if needed): non-blocking, vnet header."""
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        hint = TUN_HINTS.get(err.errno or 0, "")
+        raise TapError(err.errno, f"tap://{name}: cannot open {TUN_DEVICE}: {err.strerror}"
+                       + (f" ({hint})" if hint else "")) from None
     ifr = struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
     try:
         fcntl.ioctl(fd, TUNSETIFF, ifr)

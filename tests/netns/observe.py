@@ -21,10 +21,14 @@ def status(path: Path) -> dict:
 
 
 def wait_status(path: Path, predicate: Callable[[dict], object], timeout: float = 5.0,
-                what: str = "status") -> dict:
-    """Poll a status file until predicate(status) holds; return that status."""
+                what: str = "status", since_ns: int | None = None) -> dict:
+    """Poll a status file until predicate(status) holds; return that status.
+    since_ns: only a status computed after time.time_ns() was since_ns counts
+    (as in next_status): "not learned yet" is then not taken for "forgotten"."""
     def check() -> dict | None:
         if not path.exists():
+            return None
+        if since_ns is not None and path.stat().st_mtime_ns <= since_ns + 10_000_000:
             return None
         st = status(path)
         return st if predicate(st) else None
@@ -74,10 +78,11 @@ def ip_counters(lan: Lan, ns: str) -> dict[str, int]:
 
 
 def send_udp(lan: Lan, ns: str, host: str, port: int, count: int, marker: bytes,
-             size: int = 200, broadcast: bool = False) -> None:
-    """Send `count` UDP datagrams carrying `marker` from ns to host:port."""
+             size: int = 200, broadcast: bool = False, window: int = 0) -> None:
+    """Send `count` UDP datagrams carrying `marker` from ns to host:port
+    (window: paced by a receiver's acknowledgements, see udpsend.py)."""
     lan.run(ns, sys.executable, UDPSEND, host, str(port), str(count), marker.decode(), str(size),
-            *(("--broadcast",) if broadcast else ()))
+            *(("--broadcast",) if broadcast else ()), *(("--window", str(window)) if window else ()))
 
 
 _RAW_SEND = """

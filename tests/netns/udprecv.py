@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Receive the marked UDP datagrams of udpsend.py and check each one.
 
-  udprecv.py PORT COUNT MARKER SIZE [TIMEOUT]
+  udprecv.py PORT COUNT MARKER SIZE [TIMEOUT [ACK]]
 
 Prints "ready" once bound, then, when COUNT datagrams came or TIMEOUT
 seconds passed without one, a JSON line: how many arrived intact, damaged
-(wrong size, marker or padding), or twice.
+(wrong size, marker or padding), or twice. With ACK, tells the sender
+"ACK n" after every ACK intact datagrams (udpsend.py --window).
 """
 
 import json
@@ -15,7 +16,7 @@ import sys
 SO_RCVBUFFORCE = 33
 
 
-def main(port: int, count: int, marker: bytes, size: int, timeout: float) -> None:
+def main(port: int, count: int, marker: bytes, size: int, timeout: float, ack: int) -> None:
     seen: set[int] = set()
     damaged = duplicates = 0
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:  # IPv4 too (dual stack)
@@ -28,7 +29,7 @@ def main(port: int, count: int, marker: bytes, size: int, timeout: float) -> Non
         print("ready", flush=True)
         while len(seen) < count:
             try:
-                data = s.recv(65536)
+                data, sender = s.recvfrom(65536)
             except TimeoutError:
                 break
             index = data[len(marker):len(marker) + 6]
@@ -39,9 +40,11 @@ def main(port: int, count: int, marker: bytes, size: int, timeout: float) -> Non
                 duplicates += 1
             else:
                 seen.add(int(index))
+                if ack and len(seen) % ack == 0:
+                    s.sendto(b"ACK %d" % len(seen), sender)
     print(json.dumps({"intact": len(seen), "damaged": damaged, "duplicates": duplicates}), flush=True)
 
 
 if __name__ == "__main__":
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4]),
-         float(sys.argv[5]) if len(sys.argv) > 5 else 5.0)
+         float(sys.argv[5]) if len(sys.argv) > 5 else 5.0, int(sys.argv[6]) if len(sys.argv) > 6 else 0)

@@ -40,14 +40,27 @@ def test_expiry_after_128_seconds_without_refresh() -> None:
     assert t.lookup(mac(1), 200.0) == A
 
 
+def macs_in_distinct_buckets(t: MacTable, n: int) -> list[bytes]:
+    """n MACs that share no bucket in this process: the index comes from the
+    randomized hash, so fixed MACs collide under some PYTHONHASHSEED values
+    and a collision evicts (tested on its own below)."""
+    chosen: dict[int, bytes] = {}
+    for i in range(4 * len(t.buckets)):
+        chosen.setdefault(hash(mac(i)) & t.mask, mac(i))
+        if len(chosen) == n:
+            return list(chosen.values())
+    raise AssertionError(f"no {n} MACs in distinct buckets")
+
+
 def test_leave_forgets_every_entry_of_that_sender_only() -> None:
     t = MacTable(1024, 128)
-    for i in range(10):
-        t.learn(mac(i), A, 0.0)
-    t.learn(mac(100), B, 0.0)
+    *of_a, of_b = macs_in_distinct_buckets(t, 11)
+    for m in of_a:
+        t.learn(m, A, 0.0)
+    t.learn(of_b, B, 0.0)
     assert t.forget(A) == 10
-    assert all(t.lookup(mac(i), 1.0) is None for i in range(10))
-    assert t.lookup(mac(100), 1.0) == B
+    assert all(t.lookup(m, 1.0) is None for m in of_a)
+    assert t.lookup(of_b, 1.0) == B
     assert t.forget(("192.0.2.9", 1)) == 0
 
 
