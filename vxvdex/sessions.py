@@ -569,7 +569,8 @@ class Manager:
                 _write_atomically(self.run_dir / "state.json", json.dumps(state).encode())
             except OSError as err:
                 self.dirty = True
-                log.warning("could not save state.json (%s); will retry", err.strerror)
+                log.warning("could not save state.json (%s); will retry (free space in %s)", err.strerror,
+                            self.run_dir)
 
     def save_soon(self) -> None:
         """Save at once, in the saver thread: a login does not wait for the disk (fsync)."""
