@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import sys
 from collections.abc import Callable
 
@@ -86,11 +85,3 @@ def require_privilege(why: str) -> None:
                     "start it as root (`systemctl start vxvdex`), outside a capability-less container")
 
 
-def require_user(name: str, setting: str) -> None:
-    """Raise Unfit naming a missing system user and how to create it."""
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        raise Unfit(f"the system user {name} ({setting}) does not exist: create it with "
-                    f"`adduser --system --group --no-create-home {name}` (the vxvdex package "
-                    f"does), or name another in {setting}") from None

@@ -288,7 +288,6 @@ def daemon_main(argv: list[str] | None = None) -> int:
     for problem in modparams.disagreements(cfg):
         log.warning("%s", problem)
     cli.require_privilege("it creates network namespaces and taps")
-    cli.require_user(cfg["endpoint_user"], "endpoint_user")
     refuse_if_served(cfg["run_dir"])
     limits.raise_nofile()
     daemon = Daemon(cfg)
