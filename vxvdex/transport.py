@@ -51,23 +51,14 @@ class Transport:
 
     def rejoin(self) -> bool:
         """Join the group again if the membership was lost (the uplink deleted
-        and made again drops it): True if it had been. One setsockopt that
-        answers EADDRINUSE while we are a member, so it may run every second."""
+        and made again drops it): True if it had been. The join of the start,
+        again: its membership setsockopt answers EADDRINUSE while we are a
+        member and ends it there, so it may run every second."""
         if self.url is None:
             return False
+        join = _join_v6 if self.url.family == socket.AF_INET6 else _join_v4
         try:
-            ifindex = socket.if_nametoindex(self.url.ifname) if self.url.ifname else 0
-            if self.url.family == socket.AF_INET6:
-                mreq = self.url.group.packed + struct.pack("=I", ifindex)
-                self.mcast.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-                if ifindex:
-                    self.ucast.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-            else:
-                mreqn = self.url.group.packed + bytes(4) + struct.pack("=i", ifindex)
-                self.mcast.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-                if ifindex:
-                    self.ucast.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                                          bytes(8) + struct.pack("=i", ifindex))
+            join(self.mcast, self.ucast, self.url, _ifindex(self.url))
         except OSError:  # EADDRINUSE: still a member; ENODEV: no uplink (yet)
             return False
         return True
