@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Config
+from vxvdex.config import Config
 
 PARAMETERS = Path("/sys/module/af_vxvdex/parameters")
 

@@ -45,8 +45,8 @@ def cmdline(pid: int) -> str:
 
 
 def zygote_pid(c: Cluster, host: int) -> int:
-    """The daemon's fork server (a child of the daemon running vxvdex.zygote)."""
-    found = [p for p in children(c.daemons[host].pid) if "vxvdex.zygote" in cmdline(p)]
+    """The daemon's fork server (a child of the daemon running vxvdex.daemon.zygote)."""
+    found = [p for p in children(c.daemons[host].pid) if "vxvdex.daemon.zygote" in cmdline(p)]
     assert len(found) == 1, (found, c.log(host)[-1000:])
     return found[0]
 

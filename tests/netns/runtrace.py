@@ -15,7 +15,7 @@ from pathlib import Path
 from cluster import ENDPOINT_USER, Cluster
 from lan import NETNS_DIR, leftovers
 
-from vxvdex import netns
+from vxvdex.daemon import netns
 
 
 def start_time(pid: int) -> str | None:

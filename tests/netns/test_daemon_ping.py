@@ -20,7 +20,7 @@ from cluster import Cluster
 from lan import sh
 from provisioned import add_addr
 
-from vxvdex import netns
+from vxvdex.daemon import netns
 
 RANGE = "/proc/sys/net/ipv4/ping_group_range"
 # One echo request on an ICMP datagram socket; exit 0 on the reply.

@@ -18,7 +18,7 @@ from cluster import Cluster
 from lan import REPO
 from provisioned import as_user
 
-from vxvdex import ctlserver
+from vxvdex.daemon import ctlserver
 
 FLOOD = str(REPO / "tests" / "netns" / "subuid_flood.py")
 ASK = str(REPO / "tests" / "netns" / "ask.py")

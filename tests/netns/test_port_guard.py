@@ -1,4 +1,4 @@
-"""The port guard (vxvdex/guard.py, vxvdex/bindguard.py): on a host with a
+"""The port guard (vxvdex/guard/portguard.py, vxvdex/guard/bindguard.py): on a host with a
 running vxvdexd, a user who is neither root nor the endpoint user can
 neither send into a VLAN with a plain UDP socket (to the group or to an
 endpoint's unicast port) nor bind the vxvde port to read one, while the
@@ -24,7 +24,7 @@ from endpoints import pings, vde_plug
 from lan import REPO, Lan, sh, wait_for
 from provisioned import add_addr
 
-from vxvdex import wire
+from vxvdex.dataplane import wire
 
 PORT = 14789
 UNICAST_PORT = 15000
@@ -143,7 +143,7 @@ GUARD = ("from vxvdex import bindguard; import sys; "
 
 def attached_names() -> list[str]:
     """The names of the bind programs on the cgroup2 root (as root, anywhere)."""
-    from vxvdex import bindguard as b
+    from vxvdex.guard import bindguard as b
     cgroup, names = b._cgroup2_root(), []
     try:
         for attach_type in (b.BPF_CGROUP_INET4_BIND, b.BPF_CGROUP_INET6_BIND):

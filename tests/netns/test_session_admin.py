@@ -138,7 +138,7 @@ def test_after_an_upgrade_reprovision_all_restarts_endpoints_of_the_old_code(clu
     cfg.write_text(cluster.config_text(1))
     cluster.run_dir(1).mkdir(parents=True, exist_ok=True)
     # From / (python -m puts the current directory first): the old copy, for the zygote too.
-    old_daemon = ["env", "--chdir=/", f"PYTHONPATH={old}", sys.executable, "-m", "vxvdex.daemon"]
+    old_daemon = ["env", "--chdir=/", f"PYTHONPATH={old}", sys.executable, "-m", "vxvdex.daemon.vxvdexd"]
     cluster.daemons[1] = cluster.lan.spawn(cluster.lan.host(1), *old_daemon, "--config", str(cfg),
                                            log=cluster.dir / "vxvdexd-h1-old.log", host_mounts=True)
     wait_for(lambda: cluster.daemons[1].poll() is not None or (cluster.run_dir(1) / "control").exists(),

@@ -5,18 +5,18 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from vxvdex import bindguard, guard
+from vxvdex.guard import bindguard, portguard
 
 
 def test_the_nft_script_replaces_only_its_own_table_whole() -> None:
-    script = guard.ruleset(14789, [0, 105, 105])
+    script = portguard.ruleset(14789, [0, 105, 105])
     lines = script.splitlines()
     assert lines[:3] == ["table inet vxvdex_guard", "delete table inet vxvdex_guard",
                          "table inet vxvdex_guard {"]
     assert script.count("meta skuid != { 0, 105 }") == 2
     assert "udp dport 14789" in script and "@th,64,32 0x08000000" in script
     assert [w for w in script.split() if w.startswith("table")] == ["table"] * 3
-    assert guard.removal() == "table inet vxvdex_guard\ndelete table inet vxvdex_guard\n"
+    assert portguard.removal() == "table inet vxvdex_guard\ndelete table inet vxvdex_guard\n"
 
 
 def _jumps(code: bytes) -> list[tuple[int, int]]:

@@ -1,6 +1,6 @@
 """The learning table: learn, expire, leave, collide (PROTOCOL.md 4)."""
 
-from vxvdex.mactable import MacTable
+from vxvdex.dataplane.mactable import MacTable
 
 A = ("192.0.2.1", 40000)
 B = ("192.0.2.2", 40001)

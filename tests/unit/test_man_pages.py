@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vxvdex import daemon, plug, session
+from vxvdex.cli import vxvdex_plug as plug
+from vxvdex.cli import vxvdex_session as session
+from vxvdex.daemon import vxvdexd as daemon
 
 DOC = Path(__file__).resolve().parents[2] / "doc"
 

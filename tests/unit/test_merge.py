@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from vxvdex.checksum import finish, partial
-from vxvdex.merge import Merger
-from vxvdex.tap import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR
+from vxvdex.dataplane.checksum import finish, partial
+from vxvdex.dataplane.merge import Merger
+from vxvdex.dataplane.tap import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR
 
 SRC, DST = bytes([198, 51, 100, 1]), bytes([198, 51, 100, 2])
 MACS = bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1])

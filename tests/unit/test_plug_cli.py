@@ -18,7 +18,7 @@ NOBODY = 65534
 
 
 def run_plug(*args: str) -> subprocess.CompletedProcess:
-    cmd = [str(PLUG)] if PLUG.exists() else [sys.executable, "-m", "vxvdex.plug"]
+    cmd = [str(PLUG)] if PLUG.exists() else [sys.executable, "-m", "vxvdex.cli.vxvdex_plug"]
     drop: dict = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=30, cwd="/", **drop)
 

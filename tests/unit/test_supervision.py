@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vxvdex import config, sessions, supervisor
+from vxvdex import config
+from vxvdex.daemon import manager, supervisor
 
 
 def test_backoff_first_restarts_at_once_then_doubling_to_the_cap() -> None:
@@ -39,7 +40,7 @@ def test_heartbeat_age(tmp_path: Path) -> None:
 ])
 def test_our_namespace_names(tmp_path: Path, template: str, scope: str, name: str, user: str | None) -> None:
     cfg = config.parse(f"netns_name: '{template}'\nscope: {scope}\n", tmp_path / "c.yaml")
-    pattern = sessions._name_pattern(cfg)
+    pattern = manager._name_pattern(cfg)
     match = pattern.fullmatch(name)
     groups = match.groupdict() if match else {}
     found = groups.get("user") if "session" not in groups else None
@@ -49,18 +50,18 @@ def test_our_namespace_names(tmp_path: Path, template: str, scope: str, name: st
 def test_status_files_are_read_as_untrusted(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text('{"pid": 1}')
-    assert sessions._read_status(good) == {"pid": 1}
+    assert manager._read_status(good) == {"pid": 1}
     secret = tmp_path / "secret"
     secret.write_text('{"secret": 1}')
     link = tmp_path / "link.json"
     link.symlink_to(secret)
-    assert sessions._read_status(link) == {}
+    assert manager._read_status(link) == {}
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)
-    assert sessions._read_status(fifo) == {}, "returns at once"
+    assert manager._read_status(fifo) == {}, "returns at once"
     big = tmp_path / "big.json"
-    big.write_text('{"x": "' + "a" * sessions.MAX_STATUS_BYTES + '"}')
-    assert sessions._read_status(big) == {}
+    big.write_text('{"x": "' + "a" * manager.MAX_STATUS_BYTES + '"}')
+    assert manager._read_status(big) == {}
     for text in ("[]", "null", "{"):
         good.write_text(text)
-        assert sessions._read_status(good) == {}
+        assert manager._read_status(good) == {}

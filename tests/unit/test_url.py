@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from vxvdex import url as u
+from vxvdex.dataplane import url as u
 
 
 def test_defaults() -> None:

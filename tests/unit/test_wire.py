@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from vxvdex import wire
+from vxvdex.dataplane import wire
 
 
 def test_header_is_vxlan_with_vni_big_endian() -> None:

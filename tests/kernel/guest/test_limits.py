@@ -138,8 +138,8 @@ def test_receive_buffers_are_charged(lan: vx.Lan) -> None:
 
 def test_python_endpoint_names_the_ports_parameter(lan: vx.Lan) -> None:
     """An endpoint configured for another port fails with the way out."""
-    from vxvdex import transport
-    from vxvdex.url import parse
+    from vxvdex.dataplane import transport
+    from vxvdex.dataplane.url import parse
 
     url = parse(f"vxvde://{GROUP[socket.AF_INET]}/vni={vx.VNI}/port={PORT + 1}")
 

@@ -49,7 +49,7 @@ def plug_command() -> list[str]:
     script = REPO / ".venv" / "bin" / "vxvdex-plug"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "vxvdex.plug"]
+    return [sys.executable, "-m", "vxvdex.cli.vxvdex_plug"]
 
 
 def qemu_command(url: str, tap: str | None = None) -> list[str]:

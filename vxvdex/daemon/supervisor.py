@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
-from .endpoint import Spec
+from vxvdex.dataplane.endpoint import Spec
 
 log = logging.getLogger("vxvdexd")
 
@@ -47,7 +47,7 @@ class Zygote:
 
     def _start(self) -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([sys.executable, "-m", "vxvdex.zygote", str(theirs.fileno())],
+        self.proc = subprocess.Popen([sys.executable, "-m", "vxvdex.daemon.zygote", str(theirs.fileno())],
                                      pass_fds=[theirs.fileno()], close_fds=True)
         theirs.close()
 

@@ -20,11 +20,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
-from . import url as urlmod
-from .forwarder import Endpoint
-from .tap import Tap, TapError
-from .transport import open_transport
+from vxvdex import __version__
+from vxvdex.dataplane import url as urlmod
+from vxvdex.dataplane.forwarder import Endpoint
+from vxvdex.dataplane.tap import Tap, TapError
+from vxvdex.dataplane.transport import open_transport
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_NAME = 15

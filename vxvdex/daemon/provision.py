@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import tap as tapmod
+from vxvdex.dataplane import tap as tapmod
 
 # Who may open ICMP datagram sockets (unprivileged ping; Debian 13's ping has
 # no file capability and relies on it). Per namespace; a new one says "1 0".

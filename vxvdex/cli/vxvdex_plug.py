@@ -11,12 +11,13 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__, cli
-from . import url as urlmod
-from .endpoint import write_status
-from .forwarder import Endpoint
-from .tap import Tap, TapError
-from .transport import TransportError, open_transport
+from vxvdex import __version__
+from vxvdex.cli import errors
+from vxvdex.dataplane import url as urlmod
+from vxvdex.dataplane.endpoint import write_status
+from vxvdex.dataplane.forwarder import Endpoint
+from vxvdex.dataplane.tap import Tap, TapError
+from vxvdex.dataplane.transport import TransportError, open_transport
 
 log = logging.getLogger("vxvdex.plug")
 DEFAULT_TAP_MTU = 1500  # what the kernel gives a new tap
@@ -101,7 +102,7 @@ class StatusFile:
             write_status(self.path, self.endpoint.status())
         except OSError as err:
             if not self.failing:
-                log.warning("cannot write %s: %s", self.path, cli.describe(err))
+                log.warning("cannot write %s: %s", self.path, errors.describe(err))
             self.failing = True
         else:
             self.failing = False
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             write_status(args.status, endpoint.status())
         except OSError as err:
-            raise cli.Unfit(cli.describe(err, f"--status {args.status}")) from None
+            raise errors.Unfit(errors.describe(err, f"--status {args.status}")) from None
         endpoint.on_tick = StatusFile(args.status, endpoint).write
     log.info("joined %s via %s sockets (unicast port %d), tap %s", url,
              transport.kind, transport.port, name)
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("vxvdex-plug", plug_main, argv)
+    return errors.run("vxvdex-plug", plug_main, argv)
 
 
 def plug_main(argv: list[str] | None = None) -> int:
@@ -157,8 +158,8 @@ def plug_main(argv: list[str] | None = None) -> int:
         print(f"vxvdex-plug: {err}", file=sys.stderr)
         return 2
     except (TapError, TransportError) as err:
-        print(f"vxvdex-plug: {cli.with_hint(str(err.args[-1]), err.errno)}", file=sys.stderr)
-        return cli.EXIT_ENVIRONMENT
+        print(f"vxvdex-plug: {errors.with_hint(str(err.args[-1]), err.errno)}", file=sys.stderr)
+        return errors.EXIT_ENVIRONMENT
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import btf, netns, squatters
+from vxvdex.daemon import netns
+from vxvdex.guard import btf, squatters
 
 SYS_BPF = 321                   # x86_64; see _syscall_number()
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
@@ -334,7 +335,7 @@ def install(port: int, allowed_uids: list[int], ip_version: int,
     cookie = netns_cookie()
     name = f"{NAME_PREFIX}{cookie:x}"[:15]
     group = _own_group(prefix, ip_version == 6)
-    from . import gsoguard
+    from vxvdex.guard import gsoguard
     userns = userns_offsets()
     cgroup = _cgroup2_root()
     try:

@@ -21,10 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, cli, config, control, ctlserver, guard, limits, modparams
-from .control import ProtocolError, Request
-from .sessions import Manager, SessionError, UserNs
-from .users import DirectoryError, User, check_host, is_managed, lookup
+from vxvdex import __version__, config, control, modparams
+from vxvdex.cli import errors
+from vxvdex.control import ProtocolError, Request
+from vxvdex.daemon import ctlserver, limits
+from vxvdex.daemon.manager import Manager, SessionError, UserNs
+from vxvdex.daemon.users import DirectoryError, User, check_host, is_managed, lookup
+from vxvdex.guard import portguard
 
 log = logging.getLogger("vxvdexd")
 COLLECT_EVERY = 2.0
@@ -223,9 +226,9 @@ class Daemon:
 def start_guard(cfg: config.Config, endpoint_uid: int) -> bool:
     """Install (or, when turned off, remove) the port guard; False: refuse to start."""
     try:
-        log.info("%s", guard.sync(cfg["port_guard"], cfg["network.port"], [endpoint_uid],
+        log.info("%s", portguard.sync(cfg["port_guard"], cfg["network.port"], [endpoint_uid],
                                   cfg["network.ip_version"], cfg["network.group_prefix"]))
-    except guard.GuardError as err:
+    except portguard.GuardError as err:
         log.error("cannot set up the port guard: %s", err)
         return False
     return True
@@ -233,8 +236,8 @@ def start_guard(cfg: config.Config, endpoint_uid: int) -> bool:
 
 def remove_guard() -> int:
     try:
-        guard.remove_all()
-    except (guard.GuardError, OSError) as err:
+        portguard.remove_all()
+    except (portguard.GuardError, OSError) as err:
         print(f"vxvdexd: cannot remove the port guard: {err}", file=sys.stderr)
         return 1
     return 0
@@ -248,7 +251,7 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("vxvdexd", daemon_main, argv)
+    return errors.run("vxvdexd", daemon_main, argv)
 
 
 def refuse_if_served(run_dir: Path) -> None:
@@ -258,7 +261,7 @@ def refuse_if_served(run_dir: Path) -> None:
         control.ask(run_dir, "version", timeout=5)
     except OSError:
         return
-    raise cli.Unfit(f"another vxvdexd already serves {control.socket_path(run_dir)} (address in use): "
+    raise errors.Unfit(f"another vxvdexd already serves {control.socket_path(run_dir)} (address in use): "
                     "stop it first (`systemctl stop vxvdex`), or give this one another run_dir")
 
 
@@ -287,7 +290,7 @@ def daemon_main(argv: list[str] | None = None) -> int:
     setup_logging(cfg["log_level"])
     for problem in modparams.disagreements(cfg):
         log.warning("%s", problem)
-    cli.require_privilege("it creates network namespaces and taps")
+    errors.require_privilege("it creates network namespaces and taps")
     refuse_if_served(cfg["run_dir"])
     limits.raise_nofile()
     daemon = Daemon(cfg)

@@ -1,6 +1,6 @@
 """vxvdex-session's commands for administrators: remove, who, reprovision --all.
 
-Kept apart from session.py (the user's commands) because they act on every
+Kept apart from user_cli.py (the user's commands) because they act on every
 user of the host; all of them need root, which the daemon checks again.
 """
 
@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import control
-from . import session as cli
+from vxvdex import control
+from vxvdex.cli import vxvdex_session as user_cli
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")
 
@@ -31,7 +31,7 @@ def user_exists(name: str) -> bool:
 
 def _need_root(what: str) -> int | None:
     if os.geteuid() != 0:
-        return cli.fail(f"{what} needs root", cli.EXIT_DENIED)
+        return user_cli.fail(f"{what} needs root", user_cli.EXIT_DENIED)
     return None
 
 
@@ -39,7 +39,7 @@ def _everyone(run_dir: Path, peer_mac: str = "") -> list[dict] | int:
     """Every user's summary; with peer_mac, the peers learned with that MAC too."""
     answer = control.ask(run_dir, f"list {peer_mac.replace(':', '')}".strip())
     if answer.status != "ok":
-        return cli.fail(answer.text, cli.exit_code(answer))
+        return user_cli.fail(answer.text, user_cli.exit_code(answer))
     data: list[dict] = answer.json()  # type: ignore[assignment]
     return data
 
@@ -50,15 +50,15 @@ def remove(run_dir: Path, args: list[str]) -> int:
     force = "--force" in args
     names = [a for a in args if a != "--force"]
     if len(names) != 1 or len(args) > 2:
-        return cli.fail("usage: vxvdex-session remove USER|--all [--force]", cli.EXIT_USAGE)
+        return user_cli.fail("usage: vxvdex-session remove USER|--all [--force]", user_cli.EXIT_USAGE)
     if names == ["--all"]:
         everyone = _everyone(run_dir)
         if isinstance(everyone, int):
             return everyone
         names = sorted({s["user"] for s in everyone})
     elif not user_exists(names[0]):
-        return cli.fail(f"no such user: {names[0]} (see `getent passwd`)", cli.EXIT_NO_USER)
-    worst = cli.EXIT_OK
+        return user_cli.fail(f"no such user: {names[0]} (see `getent passwd`)", user_cli.EXIT_NO_USER)
+    worst = user_cli.EXIT_OK
     for name in names:
         worst = max(worst, _remove_one(run_dir, name, force))
     return worst
@@ -67,11 +67,11 @@ def remove(run_dir: Path, args: list[str]) -> int:
 def _remove_one(run_dir: Path, name: str, force: bool) -> int:
     answer = control.ask(run_dir, f"remove {name}" + (" force" if force else ""))
     if answer.status != "ok":
-        return cli.fail(answer.text, cli.exit_code(answer))
+        return user_cli.fail(answer.text, user_cli.exit_code(answer))
     left = int(answer.text or 0)
     print(f"removed the namespace and endpoints of {name}"
           + (f"; {left} processes stay in it, cut off from the VLAN, until they exit" if left else ""))
-    return cli.EXIT_OK
+    return user_cli.EXIT_OK
 
 
 def reprovision_all(run_dir: Path) -> int:
@@ -80,12 +80,12 @@ def reprovision_all(run_dir: Path) -> int:
     everyone = _everyone(run_dir)
     if isinstance(everyone, int):
         return everyone
-    worst = cli.EXIT_OK
+    worst = user_cli.EXIT_OK
     for name in sorted({s["user"] for s in everyone}):
         answer = control.ask(run_dir, f"reprovision {name}")
         print(f"{name}: {'done' if answer.status == 'ok' else answer.text}")
         if answer.status != "ok":
-            worst = cli.exit_code(answer)
+            worst = user_cli.exit_code(answer)
     return worst
 
 
@@ -143,7 +143,7 @@ def who(run_dir: Path, args: list[str], as_json: bool) -> int:
     if (denied := _need_root("who")) is not None:
         return denied
     if len(args) != 1:
-        return cli.fail("usage: vxvdex-session who MAC|ADDRESS", cli.EXIT_USAGE)
+        return user_cli.fail("usage: vxvdex-session who MAC|ADDRESS", user_cli.EXIT_USAGE)
     query, hits, via = args[0], [], None
     if MAC_RE.fullmatch(query):
         digits = re.sub("[:-]", "", query.lower())
@@ -159,7 +159,8 @@ def who(run_dir: Path, args: list[str], as_json: bool) -> int:
         try:
             ipaddress.ip_address(query)
         except ValueError:
-            return cli.fail(f"{query!r} is neither a MAC (02:ab:..) nor an IP address", cli.EXIT_USAGE)
+            return user_cli.fail(f"{query!r} is neither a MAC (02:ab:..) nor an IP address",
+                                 user_cli.EXIT_USAGE)
         local, via = _mac_of_address(everyone, query)
         hits = [{**h, "where": "this host", "vlan_gid": _vlan(everyone, h)} for h in local]
         if not hits and via:
@@ -168,7 +169,7 @@ def who(run_dir: Path, args: list[str], as_json: bool) -> int:
                 return learned
             hits = _by_mac(learned, via)
     _print_who(query, hits, via, as_json)
-    return cli.EXIT_OK if hits else cli.EXIT_NONE
+    return user_cli.EXIT_OK if hits else user_cli.EXIT_NONE
 
 
 def _vlan(everyone: list[dict], hit: dict) -> Any:

@@ -13,7 +13,7 @@ import os
 import pwd
 from dataclasses import dataclass
 
-from .config import Config, ConfigError
+from vxvdex.config import Config, ConfigError
 
 
 class DirectoryError(LookupError):

@@ -24,7 +24,7 @@ import ipaddress
 import shutil
 import subprocess
 
-from . import bindguard
+from vxvdex.guard import bindguard
 
 TABLE = "vxvdex_guard"
 FAMILY = "inet"

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import wire
+from vxvdex.dataplane import wire
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import control
+from vxvdex import control
 
 log = logging.getLogger("vxvdexd")
 DEADLINE = 2.0          # seconds from connect to the request (the module sends at once)

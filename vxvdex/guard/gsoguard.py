@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from .bindguard import _insn, _s32
+from vxvdex.guard.bindguard import _insn, _s32
 
 HELPER_SKB_LOAD_BYTES, HELPER_GET_SOCKET_UID = 26, 47
 SKB_LEN, SKB_GSO_SEGS, SKB_GSO_SIZE = 0, 164, 176      # struct __sk_buff offsets

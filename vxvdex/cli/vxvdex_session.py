@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, cli, config, control, netns
-from . import session_admin as admin
-from .control import Answer, DaemonUnavailable
+from vxvdex import __version__, config, control
+from vxvdex.cli import errors
+from vxvdex.cli import vxvdex_session_admin as admin
+from vxvdex.control import Answer, DaemonUnavailable
+from vxvdex.daemon import netns
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_UNMANAGED, EXIT_DENIED, EXIT_NONE = 0, 1, 2, 3, 4, 5, 6
 EXIT_NO_USER = 7
@@ -128,7 +130,7 @@ ADMIN_COMMANDS = {"exec": lambda run_dir, args, _json: run_exec(run_dir, args),
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("vxvdex-session", session_main, argv)
+    return errors.run("vxvdex-session", session_main, argv)
 
 
 def unavailable(err: DaemonUnavailable, run_dir: Path) -> int:

@@ -16,7 +16,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from .url import VxvdeUrl
+from vxvdex.dataplane.url import VxvdeUrl
 
 log = logging.getLogger(__name__)
 

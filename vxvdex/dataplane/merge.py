@@ -27,8 +27,8 @@ import logging
 import os
 import struct
 
-from .checksum import finish, partial
-from .tap import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR, VNET_PLAIN
+from vxvdex.dataplane.checksum import finish, partial
+from vxvdex.dataplane.tap import GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR, VNET_PLAIN
 
 log = logging.getLogger("vxvdex.endpoint")
 

@@ -30,12 +30,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, netns, provision, supervisor, wire
-from .config import Config
-from .endpoint import Spec
-from .provision import Port
-from .supervisor import Backoff, ProcInfo, Watcher, Zygote
-from .users import User, extra_gids
+from vxvdex import __version__
+from vxvdex.config import Config
+from vxvdex.daemon import netns, provision, supervisor
+from vxvdex.daemon.provision import Port
+from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
+from vxvdex.daemon.users import User, extra_gids
+from vxvdex.dataplane import wire
+from vxvdex.dataplane.endpoint import Spec
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -421,7 +423,7 @@ class Manager:
     # ---- what is on the machine --------------------------------------------------
     def _is_endpoint(self, info: ProcInfo) -> bool:
         """One of our endpoints: forked by a zygote of ours (its command line), in our network namespace."""
-        return info.netns == self.host_netns and "-m vxvdex.zygote " in info.cmdline
+        return info.netns == self.host_netns and "-m vxvdex.daemon.zygote " in info.cmdline
 
     def _found(self, ns_inode: int | None = None) -> dict[int, list[Found]]:
         """Endpoints on the machine by the namespace they serve (that of ns_inode only, if given)."""

@@ -22,7 +22,7 @@ import socket
 import sys
 import traceback
 
-from . import endpoint
+from vxvdex.dataplane import endpoint
 
 MAX_MSG = 65536
 

@@ -29,12 +29,12 @@ import struct
 import time
 from collections.abc import Callable
 
-from . import wire
-from .counters import Counters, DropLog
-from .mactable import MacTable
-from .merge import Merger
-from .tap import Tap, TapError
-from .transport import SOL_UDP, UDP_GRO, UDP_SEGMENT, Transport, is_local_address
+from vxvdex.dataplane import wire
+from vxvdex.dataplane.counters import Counters, DropLog
+from vxvdex.dataplane.mactable import MacTable
+from vxvdex.dataplane.merge import Merger
+from vxvdex.dataplane.tap import Tap, TapError
+from vxvdex.dataplane.transport import SOL_UDP, UDP_GRO, UDP_SEGMENT, Transport, is_local_address
 
 log = logging.getLogger("vxvdex.endpoint")
 

@@ -1,0 +1,1 @@
+"""The command lines: vxvdex-session, vxvdex-plug, and the error handling they share with vxvdexd."""

@@ -1,0 +1,1 @@
+"""The control plane: vxvdexd, its control socket, and the sessions it provisions and supervises."""

@@ -1,0 +1,1 @@
+"""The data plane: the vxvde wire format, taps, and the endpoint that forwards between them."""
