@@ -130,6 +130,18 @@ def _bool(v: Any) -> Any:
     return v
 
 
+def _hosts(v: Any) -> Any:
+    if not isinstance(v, list) or not all(isinstance(h, str) and re.fullmatch(
+            r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", h) for h in v):
+        raise ValueError("a list of short host names, e.g. [node1, node2, node3]")
+    return list(v)
+
+
+def _vlans_node(node: yaml.Node, path: Path) -> Any:
+    from vxvdex.services import vlans  # imported here: vlans uses ConfigError from this module
+    return vlans.parse_node(node, path)
+
+
 def _remove_after(v: Any) -> Any:
     return _int(0, 86400 * 30)(v)  # null once passed here and broke the collector
 
@@ -140,6 +152,8 @@ class Setting:
     default: Any
     check: Check
     doc: str
+    # A section checked on its YAML node, so that its errors name their own lines.
+    node_check: Callable[[yaml.Node, Path], Any] | None = None
 
 
 SETTINGS = [
@@ -162,6 +176,9 @@ SETTINGS = [
     Setting("endpoint_user", "vxvdex-endpoint", _name, "unprivileged system user of endpoints"),
     Setting("port_guard", True, _bool, "only root and endpoints may use the vxvde port (nftables)"),
     Setting("log_level", "info", _enum("debug", "info", "warning", "error"), "daemon log level"),
+    Setting("hosts", [], _hosts, "the cluster's host names (every vlans server must be one)"),
+    Setting("vlans", {}, lambda v: v, "served VLANs: group -> subnet, prefix6, server, egress, domain",
+            node_check=_vlans_node),
 ]
 _BY_PATH = {s.path: s for s in SETTINGS}
 
@@ -243,6 +260,10 @@ def parse(text: str, path: Path) -> Config:
         setting = _BY_PATH.get(name)
         if setting is None:
             raise ConfigError(f"{where}: unknown setting '{name}' ({_unknown(name)})")
+        cfg.lines[name] = node.start_mark.line + 1
+        if setting.node_check is not None:
+            cfg.values[name] = setting.node_check(node, path)
+            continue
         try:
             value = yaml.safe_load(yaml.serialize(node))
         except yaml.YAMLError as err:  # e.g. a !!python/... tag: never constructed
@@ -253,6 +274,8 @@ def parse(text: str, path: Path) -> Config:
             raise ConfigError(f"{where}: {name}: {value!r} is not allowed; expected {err}") from None
         cfg.lines[name] = node.start_mark.line + 1
     _check_prefix_family(cfg)
+    from vxvdex.services import vlans
+    vlans.check_hosts(cfg)
     return cfg
 
 
