@@ -136,7 +136,7 @@ def test_port_guard_false_removes_both_halves(guarded: tuple[Cluster, str, str, 
     spy.wait("root-off")
 
 
-GUARD = ("from vxvdex import bindguard; import sys; "
+GUARD = ("from vxvdex.guard import bindguard; import sys; "
          "bindguard.install(14789, [], 4, None) if sys.argv[1] == 'install' else bindguard.remove(); "
          "print(f'{bindguard.NAME_PREFIX}{bindguard.netns_cookie():x}')")
 
