@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cluster import Cluster
@@ -100,6 +101,17 @@ def test_sessions_per_user_are_capped(world: World) -> None:
     assert world.ask_root_from_a_process_that_ends(f"open {world.alice} gone1").startswith("ok ")
     assert c.ask(1, f"open {world.alice} s{MAX}").status == "ok"
     assert world.sessions(world.alice) == sorted(["s1", "s2", f"s{MAX}"])
+
+
+def test_concurrent_new_sessions_do_not_pass_the_cap(world: World) -> None:
+    """Logins that arrive together are counted before their namespaces exist."""
+    c = world.c
+    with ThreadPoolExecutor(max_workers=4 * MAX) as pool:
+        answers = list(pool.map(lambda i: c.ask(1, f"open {world.alice} burst{i}"), range(4 * MAX)))
+    opened = [a for a in answers if a.status == "ok"]
+    refused = [a for a in answers if (a.status, a.code) == ("error", "EUSERS")]
+    assert len(opened) == MAX and len(refused) == 3 * MAX, [(a.status, a.code, a.text) for a in answers]
+    assert len(world.sessions(world.alice)) == MAX
 
 
 def cli(c: Cluster, *args: str) -> subprocess.CompletedProcess:

@@ -71,6 +71,9 @@ class UserNs:
     lock: threading.RLock = field(default_factory=threading.RLock)
     closing: bool = False
     openers: dict[str, int] = field(default_factory=dict)   # session -> pid of the PAM process
+    # Created for a session whose open has not finished: counted at max_sessions
+    # already, or logins that arrive together would all pass the cap.
+    reserved: bool = False
 
 
 class Manager:
@@ -137,7 +140,8 @@ class Manager:
                                        "root (pam_vxvdex) starts sessions")
                 if self._scoped(session):  # one session per entry: count them before adding one
                     self._check_cap(user, [e for e in self.users.values() if e.user.uid == user.uid])
-                entry = self.users[name] = UserNs(user, name, self.ports_for(user, name))
+                entry = self.users[name] = UserNs(user, name, self.ports_for(user, name),
+                                                  reserved=bool(self._scoped(session)))
             return entry
 
     def _scoped(self, session: str) -> str:
@@ -151,7 +155,7 @@ class Manager:
                 if not _alive(pid):
                     entry.sessions.discard(session)
                     del entry.openers[session]
-        if sum(len(e.sessions) for e in entries) >= self.cfg["max_sessions"]:
+        if sum(len(e.sessions) or e.reserved for e in entries) >= self.cfg["max_sessions"]:
             log.warning("%s has %d sessions (max_sessions): login refused", user.name,
                         self.cfg["max_sessions"])
             raise SessionError("EUSERS", f"{user.name} has {self.cfg['max_sessions']} sessions open already "
@@ -174,7 +178,10 @@ class Manager:
                                        "(pam_vxvdex) starts sessions")
                 if new and not self._scoped(session):
                     self._check_cap(user, [entry])
-                changed = self.ensure(entry)
+                try:
+                    changed = self.ensure(entry)
+                finally:
+                    entry.reserved = False
                 if new or (by_root and not session):
                     entry.sessions.add(session or "-")
                     if opener:
