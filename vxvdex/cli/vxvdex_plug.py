@@ -108,6 +108,15 @@ class StatusFile:
             self.failing = False
 
 
+def tick(endpoint: Endpoint, status: StatusFile | None) -> None:
+    """Once a second: the status file, and the group joined again if the
+    uplink was made again (the kernel dropped the membership with it)."""
+    if status is not None:
+        status.write()
+    if endpoint.t.rejoin():
+        log.warning("joined %s again (the uplink was made again)", endpoint.t.group[0])
+
+
 def run(args: argparse.Namespace) -> int:
     url = urlmod.parse(args.url)
     name = urlmod.tap_name(args.tap)
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime,
                         max_frame=mtu + 18, mtu_source=None if args.mtu else tap.mtu,
                         merge=not args.no_merge)
+    status = None
     if args.status:
         # Written once now, so a missing directory or a full disk stops us at
         # once; later failures only warn: the frames matter more than the file.
@@ -129,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             write_status(args.status, endpoint.status())
         except OSError as err:
             raise errors.Unfit(errors.describe(err, f"--status {args.status}")) from None
-        endpoint.on_tick = StatusFile(args.status, endpoint).write
+        status = StatusFile(args.status, endpoint)
+    endpoint.on_tick = lambda: tick(endpoint, status)
     log.info("joined %s via %s sockets (unicast port %d), tap %s", url,
              transport.kind, transport.port, name)
     for note in transport.notes:
