@@ -149,3 +149,22 @@ def test_namespace_unpinned_under_a_logged_in_user_is_pinned_again(cluster: Clus
     assert pings(cluster.lan, n2, A1)
     cluster.lan.stop(inside)
     cluster.lan.stop(far)
+
+
+def test_namespace_unpinned_while_the_daemon_is_down_is_pinned_again(cluster: Cluster) -> None:
+    """The pin is gone when the daemon starts (`ip netns delete` while it was
+    down): the endpoint still holds the namespace, so the daemon pins it
+    again under its name and adopts that endpoint. Left alone, the orphan
+    kept forwarding alice's MAC on the VLAN next to the endpoint of the new
+    namespace her next login got."""
+    alice, n1, n2 = pair(cluster)
+    pid = endpoint_of(cluster, 1, alice)
+    ino = ns_inode(n1)
+    kill_daemon(cluster, 1)
+    sh("ip", "netns", "delete", n1)
+    assert not pinned(n1)
+    cluster.start(1)
+    reopen(cluster, alice, "s2")
+    assert ns_inode(n1) == ino, "the same namespace, pinned again"
+    assert endpoint_pids(cluster, 1) == {pid}, "the orphan adopted, no second endpoint"
+    assert ping_once(cluster, n2, A1)

@@ -75,6 +75,11 @@ class UserNs:
     # already, or logins that arrive together would all pass the cap.
     reserved: bool = False
 
+    @property
+    def ns_inode(self) -> int | None:
+        """The namespace's inode (saved: finds it in its endpoints if its pin is lost)."""
+        return os.fstat(self.ns_fd).st_ino if self.ns_fd is not None else None
+
 
 class Manager:
     """The daemon's state and every operation on it."""
@@ -410,9 +415,29 @@ class Manager:
         entry.ns_fd = netns.open_fd(entry.name)
 
     def _repin(self, entry: UserNs) -> None:
-        path = netns.path_of(entry.name)
-        path.touch(0o444)
-        netns.mount(f"/proc/self/fd/{entry.ns_fd}", str(path), "none", netns.MS_BIND)
+        assert entry.ns_fd is not None
+        netns.pin_fd(entry.ns_fd, entry.name)
+
+    def _repin_lost(self, state: dict[str, dict], found: dict[int, list[Found]]) -> None:
+        """A namespace whose pin went while we were down (`ip netns delete`)
+        lives on in its endpoints, which hold it: pin it again under its name
+        from one of them, so it is adopted instead of left to an orphan that
+        forwards the user's MAC next to her next namespace's endpoint."""
+        for name, saved in state.items():
+            ino = saved.get("netns_inode")
+            if not isinstance(ino, int) or ino not in found or netns.exists(name):
+                continue
+            for _pidfd, info in found[ino]:
+                fd = netns.open_held(info.pid, ino)
+                if fd is None:
+                    continue
+                try:
+                    netns.pin_fd(fd, name)
+                finally:
+                    os.close(fd)
+                log.warning("%s was unpinned while vxvdexd was down: pinned again from its endpoint "
+                            "(pid %d)", name, info.pid)
+                break
 
     def _end(self, entry: UserNs, ifname: str) -> None:
         """End entry's endpoint on ifname (by pidfd) and wait until it has."""
@@ -570,8 +595,8 @@ class Manager:
         # then failed with ENOENT and an older snapshot could win).
         with self.save_lock:
             with self.lock:
-                state = {e.name: {"user": e.user.name, "sessions": sorted(e.sessions), "pids": dict(e.pids)}
-                         for e in self.users.values()}
+                state = {e.name: {"user": e.user.name, "sessions": sorted(e.sessions), "pids": dict(e.pids),
+                                  "netns_inode": e.ns_inode} for e in self.users.values()}
                 for name, saved in self.unresolved.items():
                     state.setdefault(name, saved)
             try:
@@ -617,6 +642,7 @@ class Manager:
         self.lookup = lookup
         state = self._load_state()
         found = self._found()
+        self._repin_lost(state, found)
         for name in sorted(set(state) | set(self._our_pins())):
             try:
                 self._adopt_one(name, state.get(name, {}), lookup, found)

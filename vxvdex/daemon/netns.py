@@ -160,6 +160,38 @@ def open_fd(name: str) -> int:
     return os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
 
 
+def pin_fd(fd: int, name: str) -> None:
+    """Pin the namespace of fd as /run/netns/name (again: its pin was removed)."""
+    path = path_of(name)
+    path.touch(0o444)
+    mount(f"/proc/self/fd/{fd}", str(path), "none", MS_BIND)
+
+
+def open_held(pid: int, ino: int) -> int | None:
+    """A descriptor of the network namespace `ino` that process pid holds open,
+    or None. Checked on the opened descriptor itself, so a pid reused meanwhile
+    can hand us nothing else."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    nsfs = os.stat("/proc/self/ns/net").st_dev
+    for n in names:
+        path = f"/proc/{pid}/fd/{n}"
+        try:  # (its link names the pin the endpoint opened, not net:[ino]: go by stat)
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) != (nsfs, ino):
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == (nsfs, ino):
+            return fd
+        os.close(fd)
+    return None
+
+
 def process_namespaces() -> Iterator[tuple[int, int]]:
     """(pid, inode of its network namespace) for every process we can see."""
     for entry in os.scandir("/proc"):
