@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import select
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,23 @@ from vxvdex.services import vlans
 HERE = Path(__file__).resolve().parent
 OUTSIDE4, OUTSIDE6 = "192.0.2.100", "2001:db8::100"
 SERVER = 1  # the host that serves the VLANs
+SEND_UDP = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for addr in sys.argv[3:]:
+    try:
+        s.sendto(sys.argv[1].encode(), (addr, int(sys.argv[2])))
+    except OSError:
+        pass
+"""
+
+
+def next_line(proc: subprocess.Popen) -> str:
+    """The next line a captured process prints (fails rather than hangs)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    assert ready, "no output within 30 s"
+    return str(proc.stdout.readline()).strip()
 
 
 @dataclass
@@ -97,6 +115,16 @@ class NatNet:
                               *map(str, ports), capture=True)
         assert proc.stdout is not None
         wait_for(lambda: proc.stdout.readline().strip() == "ready", timeout=30, what=f"tagserver {tag}")
+
+    def listen_udp(self, ns: str, port: int) -> subprocess.Popen:
+        """A UDP listener in ns printing each datagram's payload (see next_line)."""
+        proc = self.lan.spawn(ns, sys.executable, str(HERE / "vxlisten.py"), str(port), capture=True)
+        assert next_line(proc) == "ready"
+        return proc
+
+    def send_udp(self, ns: str, port: int, text: str, *addrs: str) -> None:
+        """One datagram from ns to each address (a refused send is no error)."""
+        self.lan.run(ns, sys.executable, "-c", SEND_UDP, text, str(port), *addrs)
 
     def probe(self, ns: str, timeout: float = 2.0, **targets: tuple[str, int]) -> dict[str, str | None]:
         """From ns, connect to every target at once: {name: "TAG SOURCE" or None}."""

@@ -9,20 +9,15 @@ same listener answers where it should, so a timeout cannot pass for a block.
 
 from __future__ import annotations
 
-import select
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from lan import Lan
-from natnet import OUTSIDE4, OUTSIDE6, NatNet
+from natnet import OUTSIDE4, OUTSIDE6, NatNet, next_line
 
 HOST4, HOST_OTHER4, LINK_HOST = "192.0.2.1", "192.0.2.201", "169.254.88.1"
 PRIVATE_NET, PRIVATE4 = "192.0.2.224/28", "192.0.2.226"  # a network behind h1 (e.g. containers)
 SSH, WEB = 22, 8080
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -33,14 +28,6 @@ def net() -> Iterator[NatNet]:
             yield nn
         finally:
             nn.natctl("remove-all", check=False)
-
-
-def next_line(proc: subprocess.Popen) -> str:
-    """The next line a captured process prints (fails rather than hangs)."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    assert ready, "no output within 30 s"
-    return str(proc.stdout.readline()).strip()
 
 
 def host_listening(net: NatNet) -> str:
@@ -76,6 +63,12 @@ def test_a_nat_vlan_reaches_the_outside_and_nothing_of_the_serving_host(net: Nat
     assert net.probe(net.outside, ssh=(HOST4, SSH), other=(HOST_OTHER4, WEB)) == {
         "ssh": f"host {OUTSIDE4}", "other": f"host {OUTSIDE4}"}
     assert net.probe(priv, link=(LINK_HOST, WEB)) == {"link": f"host {PRIVATE4}"}
+    # One way too (UDP: no reply needed): nothing arrives before a marker
+    # the outside sends afterwards.
+    listener = net.listen_udp(net.host, 9999)
+    net.send_udp(a.clients[0], 9999, "from-the-vlan", HOST4, HOST_OTHER4, LINK_HOST, str(a.spec.gateway4))
+    net.send_udp(net.outside, 9999, "marker", HOST4)
+    assert next_line(listener) == "marker"
 
 
 def test_the_hosts_other_networks_stay_unforwarded(net: NatNet) -> None:
@@ -83,17 +76,14 @@ def test_the_hosts_other_networks_stay_unforwarded(net: NatNet) -> None:
     the VLAN's replies) lets nothing from the LAN into a network behind it.
     One-way (UDP): the network's replies would not be forwarded anyway."""
     priv = host_listening(net)
-    listener = net.lan.spawn(priv, sys.executable, str(HERE / "vxlisten.py"), "9999", capture=True)
-    assert next_line(listener) == "ready"
+    listener = net.listen_udp(priv, 9999)
     a = net.vlan(4101, "192.0.2.128/27")
     net.attach(a)
-    send = ("import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-            ".sendto(sys.argv[1].encode(), (sys.argv[2], 9999))")
-    net.lan.run(net.outside, sys.executable, "-c", send, "while-attached", PRIVATE4)
+    net.send_udp(net.outside, 9999, "while-attached", PRIVATE4)
     # Control, by the same path: the uplink forwarding as attach() set it, without our table.
     net.natctl("remove-all")
     net.lan.run(net.host, "sysctl", "-qw", "net.ipv4.conf.eth0.forwarding=1")
-    net.lan.run(net.outside, sys.executable, "-c", send, "control", PRIVATE4)
+    net.send_udp(net.outside, 9999, "control", PRIVATE4)
     assert next_line(listener) == "control"
 
 
@@ -110,6 +100,13 @@ def test_nothing_enters_a_nat_vlan_that_it_did_not_start(net: NatNet) -> None:
     assert net.probe(net.lan.host(2), c=target) == {"c": None}
     # Control: a peer on the VLAN reaches it.
     assert net.probe(a.clients[1], c=target) == {"c": f"client {a.client_addr(1)}"}
+    # One way too (UDP: no reply needed): nothing arrives before a marker
+    # a peer sends afterwards.
+    listener = net.listen_udp(a.clients[0], 9999)
+    for ns in (net.host, net.outside, net.lan.host(2)):
+        net.send_udp(ns, 9999, f"from-{ns}", a.client_addr(0))
+    net.send_udp(a.clients[1], 9999, "marker", a.client_addr(0))
+    assert next_line(listener) == "marker"
 
 
 def test_two_nat_vlans_on_one_server_never_reach_each_other(net: NatNet) -> None:
