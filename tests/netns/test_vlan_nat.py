@@ -169,6 +169,10 @@ def test_attach_again_and_remove_all_touch_nothing_else(net: NatNet) -> None:
     for _ in range(2):  # a daemon restart re-adopting the gateway calls it again
         net.attach(a)
     assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": f"outside {HOST4}"}
+    net.natctl("detach", str(a.gid))  # egress changed to none
+    assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": None}
+    net.attach(a)
+    assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": f"outside {HOST4}"}
     net.natctl("remove-all")
     net.natctl("remove-all")
     tables = net.lan.run(net.host, "nft", "list", "tables").stdout.split()
