@@ -38,6 +38,7 @@ from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
 from vxvdex.daemon.users import User, extra_gids
 from vxvdex.dataplane import wire
 from vxvdex.dataplane.endpoint import Spec
+from vxvdex.services import vlans
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -80,7 +81,8 @@ class Manager:
         self.cfg = cfg
         self.run_dir: Path = cfg["run_dir"]
         self.status_dir: Path = self.run_dir / "endpoints"
-        self.host_id = provision.host_id(self.run_dir)
+        self.host_id = provision.host_id(self.run_dir, vlans.this_host(),
+                                         cfg["network.uplink"] or provision.default_uplink())
         self.mtu = cfg.tap_mtu(underlay_mtu)
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
