@@ -299,7 +299,8 @@ class Manager:
         status = self.status_path(entry, port)
         self._fresh_status(status)
         spec = Spec(user=entry.user.name, ifname=port.ifname, url=self.url_for(port.gid), vlan_gid=port.gid,
-                    run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status))
+                    run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status),
+                    mac=port.mac.hex(":"))
         assert entry.ns_fd is not None
         pid = self.zygote.spawn(spec, [tap_fd, entry.ns_fd])
         entry.pids[port.ifname] = pid
@@ -378,7 +379,8 @@ class Manager:
         ep = _read_status(self.status_path(entry, port))
         if not ep:
             return None  # not running (or starting): nothing stale to restart
-        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu, "version": __version__}
+        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu,
+                "mac": port.mac.hex(":"), "version": __version__}
         wrong = [f"{key} {ep.get(key)!r} (now {value!r})" for key, value in want.items()
                  if ep.get(key) != value]
         return ", ".join(wrong) or None
