@@ -141,7 +141,7 @@ class Endpoint:
         if n == 0:  # an empty datagram: no slice to walk (and range() takes no step 0)
             self._drop("short", addr)
             return
-        rx, rxv, hdr, add = self.rx, self.rxv, self.hdr, self.merger.add
+        rx, rxv, hdr, add, own = self.rx, self.rxv, self.hdr, self.merger.add, self.own_mac
         longest = self.max_frame + 8
         end = off + n
         # Only datagrams with non-zero, verified UDP checksums are coalesced
@@ -157,7 +157,7 @@ class Endpoint:
             # A GRO batch is mostly one sender MAC: learn it once per batch.
             if not learned or not rx.startswith(learned, start + 14):
                 learned = bytes(rxv[start + 14:start + 20])
-                if learned == self.own_mac:
+                if learned == own:  # once per sender in a batch, not per frame
                     self._own_mac_seen(addr)
                 self.table.learn(learned, addr, self.now)
             add(rxv[start + 8:start + length], verified)
