@@ -168,6 +168,7 @@ def test_attach_again_and_remove_all_touch_nothing_else(net: NatNet) -> None:
     a = net.vlan(4101, "192.0.2.128/27")
     for _ in range(2):  # a daemon restart re-adopting the gateway calls it again
         net.attach(a)
+    assert net.natctl("attached").stdout.split() == [str(a.gid)]
     assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": f"outside {HOST4}"}
     net.natctl("detach", str(a.gid))  # egress changed to none
     assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": None}
