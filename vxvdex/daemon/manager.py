@@ -38,6 +38,7 @@ from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
 from vxvdex.daemon.users import User, extra_gids
 from vxvdex.dataplane import wire
 from vxvdex.dataplane.endpoint import Spec
+from vxvdex.services import vlans
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -88,7 +89,8 @@ class Manager:
         self.cfg = cfg
         self.run_dir: Path = cfg["run_dir"]
         self.status_dir: Path = self.run_dir / "endpoints"
-        self.host_id = provision.host_id(self.run_dir)
+        self.host_id = provision.host_id(self.run_dir, vlans.this_host(),
+                                         cfg["network.uplink"] or provision.default_uplink())
         self.mtu = cfg.tap_mtu(underlay_mtu)
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
@@ -309,7 +311,8 @@ class Manager:
         status = self.status_path(entry, port)
         self._fresh_status(status)
         spec = Spec(user=entry.user.name, ifname=port.ifname, url=self.url_for(port.gid), vlan_gid=port.gid,
-                    run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status))
+                    run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status),
+                    mac=port.mac.hex(":"))
         assert entry.ns_fd is not None
         pid = self.zygote.spawn(spec, [tap_fd, entry.ns_fd])
         entry.pids[port.ifname] = pid
@@ -388,7 +391,8 @@ class Manager:
         ep = _read_status(self.status_path(entry, port))
         if not ep:
             return None  # not running (or starting): nothing stale to restart
-        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu, "version": __version__}
+        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu,
+                "mac": port.mac.hex(":"), "version": __version__}
         wrong = [f"{key} {ep.get(key)!r} (now {value!r})" for key, value in want.items()
                  if ep.get(key) != value]
         return ", ".join(wrong) or None
