@@ -26,7 +26,8 @@ commands:
                         your namespace (root: USER's): interfaces, VLAN gid, group,
                         learned peers, counters, endpoint health; with scope: session
                         every session's, or the one named
-  list                  every provisioned user on this host (root)
+  list                  every provisioned user on this host, and the gateways of the
+                        VLANs it serves with their lease counts (root)
   reprovision [USER [SESSION]]
                         repair: re-pin the namespace, re-create taps, restart endpoints
                         that are gone, hung or stale (see status)
@@ -105,6 +106,22 @@ def show_status(s: dict) -> None:
             print(f"    peer {peer['mac']} at {peer['address']} port {peer['port']} ({peer['age']} s ago)")
 
 
+def show_gateway(g: dict) -> None:
+    health = "running" if g["dnsmasq_alive"] else "DOWN"
+    print(f"gateway {g['netns']}: VLAN {g['group']} (gid {g['vlan_gid']}), {g['gateway4']} on "
+          f"{g['subnet']}, {g['gateway6']} on {g['prefix6']}, domain {g['domain']}, egress {g['egress']}")
+    print(f"  dnsmasq pid {g['dnsmasq_pid']} {health}, restarts {g['dnsmasq_restarts']}, "
+          f"leases {g['leases']} ({g['lease_file']}); endpoint pid {g['endpoint_pid']} "
+          f"{'running' if g['endpoint_alive'] else 'DOWN'}")
+
+
+def gateways(run_dir: Path) -> list[dict]:
+    """The gateways this host serves (none from a daemon older than the verb)."""
+    answer = control.ask(run_dir, "gateways")
+    found = answer.json() if answer.status == "ok" else []
+    return found if isinstance(found, list) else []
+
+
 def run_exec(run_dir: Path, args: list[str]) -> int:
     if os.geteuid() != 0:
         return fail("exec needs root (it enters another user's namespace)", EXIT_DENIED)
@@ -166,11 +183,15 @@ def session_main(argv: list[str] | None = None) -> int:
         return fail(hint or answer.text, exit_code(answer))
     if a.command in ("status", "list"):
         data: Any = answer.json()
+        # list: gateway entries ("kind": "gateway") follow the users' ones.
+        served = gateways(run_dir) if a.command == "list" else []
         if a.json:
-            print(json.dumps(data, indent=1))
+            print(json.dumps(data + served if served else data, indent=1))
         else:
             for s in data if isinstance(data, list) else [data]:
                 show_status(s)
+            for g in served:
+                show_gateway(g)
     else:
         print(f"{a.command}: done")
     return EXIT_OK

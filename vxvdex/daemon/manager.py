@@ -38,6 +38,7 @@ from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
 from vxvdex.daemon.users import User, extra_gids
 from vxvdex.dataplane import wire
 from vxvdex.dataplane.endpoint import Spec
+from vxvdex.services import names
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -85,6 +86,8 @@ class Manager:
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
         self.users: dict[str, UserNs] = {}
+        self.others: dict[str, UserNs] = {}  # namespaces of the VLAN services (gateways)
+        self.not_users = names.gateway_pattern(cfg)
         self.lock = threading.Lock()
         self.save_lock = threading.Lock()  # one writer of state.json at a time
         self.dirty = False
@@ -326,7 +329,7 @@ class Manager:
         name: str = key[0]
         ifname: str = key[1]
         with self.lock:
-            entry = self.users.get(name)
+            entry = self.users.get(name) or self.others.get(name)
         if entry is None:
             return
         with entry.lock:
@@ -479,7 +482,8 @@ class Manager:
         creating the file and the bind mount) are removed."""
         names = []
         try:
-            candidates = [e.name for e in os.scandir(netns.NETNS_RUN_DIR) if self.name_re.fullmatch(e.name)]
+            candidates = [e.name for e in os.scandir(netns.NETNS_RUN_DIR)
+                          if self.name_re.fullmatch(e.name) and not self.not_users.fullmatch(e.name)]
         except OSError:
             return []
         for name in candidates:
@@ -497,6 +501,40 @@ class Manager:
         match = self.name_re.fullmatch(name)
         groups = match.groupdict() if match else {}
         return groups.get("user") if "session" not in groups else None
+
+    # ---- namespaces of the VLAN services ------------------------------------------
+    def serve_other(self, entry: UserNs) -> bool:
+        """Keep entry (a gateway's namespace, not a user's) like a user's: its
+        endpoint found on the machine and adopted, or started, and restarted
+        when it ends. Call with entry.lock held; True if anything was made."""
+        with self.lock:
+            self.others[entry.name] = entry
+        if entry.ns_fd is None and netns.exists(entry.name):
+            self._hold(entry)
+            self._adopt_found(entry, self._found(netns.inode(entry.name)))
+        return self.ensure(entry)
+
+    def end_other(self, name: str) -> None:
+        """End the endpoints serving namespace `name` (found on the machine) and unpin it."""
+        with self.lock:
+            entry = self.others.pop(name, None)
+        if entry is not None:
+            with entry.lock:
+                entry.closing = True
+                self._stop_endpoints(entry)
+                if entry.ns_fd is not None:
+                    os.close(entry.ns_fd)
+        if netns.exists(name):
+            for found in self._found(netns.inode(name)).values():
+                for pidfd, _info in found:
+                    supervisor.terminate(pidfd)
+                    os.close(pidfd)
+        netns.remove(name)
+
+    def endpoint_state(self, entry: UserNs, ifname: str) -> tuple[int | None, bool]:
+        """The pid of entry's endpoint on ifname and whether it runs."""
+        pid = entry.pids.get(ifname)
+        return pid, self.watcher.running((entry.name, ifname), pid)
 
     # ---- up / down / teardown --------------------------------------------------
     def set_up(self, entry: UserNs, up: bool) -> None:

@@ -1,0 +1,135 @@
+"""The gateway of a served VLAN: addresses, names and router advertisements.
+
+    h1: gateway of VLAN A (egress none)     h2: gateway of VLAN B
+    h1, h2, h3: users of A (20 of them) and of B
+
+One cluster for the module (three daemons, two VLANs): each test adds its
+own users, so the tests share the daemons but not their subjects.
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cluster import Cluster
+from runtrace import running_cluster
+from vlanlan import (
+    SUBNET_A,
+    SUBNET_B,
+    addresses,
+    dhcp,
+    dhcp_many,
+    dnsmasq_pids,
+    gateway,
+    resolve,
+    vlans_config,
+    wait_ula,
+)
+
+from vxvdex.services import dnsmasq
+from vxvdex.services.vlans import default_domain, ula_prefix
+
+
+@dataclass
+class World:
+    c: Cluster
+    group_a: str
+    group_b: str
+    gid_a: int
+    gid_b: int
+
+    @property
+    def domain_a(self) -> str:
+        return default_domain(self.group_a)
+
+    def gw_ns(self, host: int, gid: int) -> str:
+        return f"{self.c.lan.prefix}-h{host}-gw-{gid}"
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with running_cluster(hosts=3) as c:
+        group_a, group_b = f"vxa{c.tag}", f"vxb{c.tag}"
+        gid_a, gid_b = c.group(group_a), c.group(group_b)
+        c.extra_config = vlans_config(group_a, group_b)
+        c.start_all()
+        yield World(c, group_a, group_b, gid_a, gid_b)
+
+
+def login(w: World, host: int, base: str, group: str) -> tuple[str, str]:
+    """A new user of group, logged in on host: (user, namespace)."""
+    user = w.c.user(base, group)
+    return user, w.c.open(host, user)
+
+
+def test_the_serving_host_runs_the_gateway(world: World) -> None:
+    w = world
+    gw = gateway(w.c, 1, w.gid_a)
+    assert gw["dnsmasq_alive"] and gw["endpoint_alive"], gw
+    assert (gw["netns"], gw["subnet"], gw["egress"]) == (w.gw_ns(1, w.gid_a), SUBNET_A, "none")
+    assert [g["vlan_gid"] for g in json.loads(w.c.ask(2, "gateways").text)] == [w.gid_b]
+    assert json.loads(w.c.ask(3, "gateways").text) == []
+    assert len(dnsmasq_pids(gw["netns"])) == 1
+    # Least privilege: dnsmasq runs as its own user, the lease directory stays root's.
+    status = Path(f"/proc/{gw['dnsmasq_pid']}/status").read_text()
+    uid = next(line.split()[1:4] for line in status.splitlines() if line.startswith("Uid:"))
+    assert uid == [str(dnsmasq.uid())] * 3
+    leases = w.c.state_dir(1) / "leases"
+    assert (leases.stat().st_uid, leases.stat().st_mode & 0o022) == (0, 0)
+
+
+def test_twenty_users_across_hosts_get_distinct_addresses_and_names(world: World) -> None:
+    w = world
+    logins = [(h, *login(w, h, f"u{i}", w.group_a)) for i in range(20) for h in [1 + i % 3]]
+    got = dhcp_many(w.c, [(ns, f"{user}-h{h}") for h, user, ns in logins])
+    addrs = list(got.values())
+    assert len(set(addrs)) == 20, addrs
+    net = ipaddress.IPv4Network(SUBNET_A)
+    assert all(ipaddress.IPv4Address(a) in net and a != str(net.network_address + 1) for a in addrs)
+    gw_ns = gateway(w.c, 1, w.gid_a)
+    assert gw_ns["leases"] >= 20
+    # Names of peers on other hosts, and of the gateway, from h3.
+    _h, user0, ns0 = logins[0]
+    _h, _user, ns2 = logins[2]
+    gw4 = gw_ns["gateway4"]
+    assert resolve(ns2, f"{user0}-h1.{w.domain_a}", gw4) == got[ns0]
+    assert resolve(ns0, f"gw.{w.domain_a}", gw4) == gw4
+    # egress none: names outside the domain are not forwarded.
+    assert resolve(ns0, "debian.org", gw4) is None
+
+
+def test_ula_addresses_by_router_advertisements(world: World) -> None:
+    w = world
+    _user, ns = login(w, 3, "ra", w.group_b)
+    prefix = str(ula_prefix(w.gid_b))
+    addr = wait_ula(ns, prefix)
+    assert ipaddress.IPv6Address(addr) in ipaddress.IPv6Network(prefix)
+    # egress none: the gateway is no default router (router lifetime 0).
+    routes = os.popen(f"ip -n {ns} -6 route show default").read()
+    assert routes.strip() == ""
+
+
+def test_the_same_address_after_logout_and_login(world: World) -> None:
+    w = world
+    user, ns = login(w, 2, "again", w.group_a)
+    first = dhcp(w.c, ns, f"{user}-h2")
+    answer = w.c.ask(2, f"remove {user} force")
+    assert answer.status == "ok", answer.text
+    ns = w.c.open(2, user)
+    assert addresses(ns, "inet") == []
+    assert dhcp(w.c, ns, f"{user}-h2") == first
+
+
+def test_vlan_b_is_apart(world: World) -> None:
+    w = world
+    _user, ns = login(w, 1, "bee", w.group_b)
+    addr = dhcp(w.c, ns, "bee")
+    assert ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(SUBNET_B)
+    assert grp.getgrnam(w.group_b).gr_gid == w.gid_b

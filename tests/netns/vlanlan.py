@@ -1,0 +1,132 @@
+"""Helpers of the VLAN services tests: served VLANs on a Cluster, a DHCP
+client and a resolver run inside users' namespaces, what the gateway says.
+
+The DHCP client is busybox's udhcpc (a maintained client, not ours); its
+script only puts the address it obtained on the tap. The client id is
+udhcpc's default, 01:MAC of the tap: the stable MAC vxvdexd gives it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from cluster import Cluster
+from lan import sh, wait_for
+
+from vxvdex.daemon import netns
+
+# Documentation addresses only: two /26 of 192.0.2.0/24 (the hosts' own
+# underlay addresses are in other namespaces, so they never meet).
+SUBNET_A, SUBNET_B = "192.0.2.128/26", "192.0.2.192/26"
+SCRIPT = """#!/bin/sh
+case "$1" in
+    bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+    deconfig) ip -4 addr flush dev "$interface" ;;
+esac
+"""
+
+
+def vlans_config(group_a: str, group_b: str, egress_a: str = "none") -> str:
+    """A served by h1, B by h2; both with the ULA prefix derived from the gid."""
+    return (f"hosts: [h1, h2, h3]\nvlans:\n"
+            f"  {group_a}: {{subnet: {SUBNET_A}, server: h1, egress: {egress_a}}}\n"
+            f"  {group_b}: {{subnet: {SUBNET_B}, server: h2}}\n")
+
+
+def script(directory: Path) -> Path:
+    path = directory / "udhcpc.script"
+    if not path.exists():
+        path.write_text(SCRIPT)
+        path.chmod(0o755)
+    return path
+
+
+def in_ns(ns: str, *cmd: str) -> list[str]:
+    return ["nsenter", f"--net={netns.path_of(ns)}", "--", *cmd]
+
+
+def dhcp_cmd(c: Cluster, ns: str, hostname: str, tries: int = 10) -> list[str]:
+    """udhcpc in ns: up to `tries` DISCOVERs a second apart, then exit (lease or not)."""
+    return in_ns(ns, "busybox", "udhcpc", "-i", "vde0", "-f", "-q", "-n", "-t", str(tries), "-T", "1",
+                 "-A", "1", "-x", f"hostname:{hostname}", "-s", str(script(c.dir)))
+
+
+LEASE_RE = re.compile(r"lease of ([0-9.]+) obtained")
+
+
+def leased(output: str) -> str | None:
+    found = LEASE_RE.findall(output)
+    return found[-1] if found else None
+
+
+def dhcp(c: Cluster, ns: str, hostname: str, tries: int = 10) -> str:
+    """Obtain an address for ns's vde0 (and put it there); its address."""
+    res = sh(*dhcp_cmd(c, ns, hostname, tries), check=False, timeout=tries * 3 + 10)
+    addr = leased(res.stdout + res.stderr)
+    assert addr is not None, f"no lease for {ns}: {res.stdout}{res.stderr}"
+    return addr
+
+
+def dhcp_many(c: Cluster, clients: list[tuple[str, str]]) -> dict[str, str]:
+    """DHCP for (ns, hostname) pairs at once; ns -> address."""
+    procs = {ns: subprocess.Popen(dhcp_cmd(c, ns, name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for ns, name in clients}
+    out = {}
+    for ns, proc in procs.items():
+        text = proc.communicate(timeout=60)[0]
+        addr = leased(text)
+        assert addr is not None, f"no lease for {ns}: {text}"
+        out[ns] = addr
+    return out
+
+
+def resolve(ns: str, name: str, server: str) -> str | None:
+    """The IPv4 address DNS server gives for name, asked from ns; None if none."""
+    res = sh(*in_ns(ns, "busybox", "nslookup", "-type=a", name, server), check=False, timeout=30)
+    answer = res.stdout.split("Name:", 1)
+    found = re.findall(r"Address:\s*([0-9.]+)", answer[1]) if len(answer) == 2 else []
+    return found[0] if found else None
+
+
+def addresses(ns: str, family: str = "inet6", scope: str = "global") -> list[str]:
+    res = sh("ip", "-n", ns, "-j", "addr", "show", "dev", "vde0")
+    return [a["local"] for link in json.loads(res.stdout) for a in link.get("addr_info", [])
+            if a["family"] == family and a.get("scope") == scope]
+
+
+def wait_ula(ns: str, prefix: str, timeout: float = 30) -> str:
+    """The address SLAAC gives ns's vde0 in prefix (from the router advertisements)."""
+    net = ipaddress.IPv6Network(prefix)
+
+    def ula() -> str | None:
+        return next((a for a in addresses(ns) if ipaddress.IPv6Address(a) in net), None)
+    found: str = wait_for(ula, timeout=timeout, what=f"an address in {prefix} on {ns}")
+    return found
+
+
+def gateways(c: Cluster, host: int) -> list[dict]:
+    answer = c.ask(host, "gateways")
+    assert answer.status == "ok", answer.text
+    found: list[dict] = answer.json()
+    return found
+
+
+def gateway(c: Cluster, host: int, gid: int) -> dict:
+    return next(g for g in gateways(c, host) if g["vlan_gid"] == gid)
+
+
+def dnsmasq_pids(ns: str) -> list[int]:
+    """Every dnsmasq running in namespace ns."""
+    res = sh("ip", "netns", "pids", ns, check=False)
+    pids = []
+    for pid in res.stdout.split():
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq":
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
