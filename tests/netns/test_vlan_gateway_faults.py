@@ -1,0 +1,159 @@
+"""Faults of a gateway: dnsmasq killed, the daemon killed, the gateway down
+at a login, a client flooding the DHCP server, the VLAN leaving the file.
+
+One cluster for the module; the tests run in file order and each leaves the
+gateway of VLAN A (served by h1) running for the next.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from cluster import Cluster
+from lan import REPO, sh, wait_for
+from runtrace import running_cluster
+from vlanlan import (
+    SUBNET_A,
+    addresses,
+    dhcp,
+    dhcp_cmd,
+    dhcp_many,
+    dnsmasq_pids,
+    gateway,
+    gateways,
+    in_ns,
+    leased,
+    vlans_config,
+)
+
+from vxvdex.daemon import netns
+from vxvdex.services import dnsmasq
+
+FLOOD = str(REPO / "tests" / "netns" / "dhcpflood.py")
+
+
+@dataclass
+class World:
+    c: Cluster
+    group_a: str
+    group_b: str
+    gid_a: int
+    gid_b: int
+
+    def gw_ns(self, host: int = 1) -> str:
+        return f"{self.c.lan.prefix}-h{host}-gw-{self.gid_a}"
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with running_cluster(hosts=3) as c:
+        group_a, group_b = f"vxa{c.tag}", f"vxb{c.tag}"
+        gid_a, gid_b = c.group(group_a), c.group(group_b)
+        c.extra_config = vlans_config(group_a, group_b)
+        c.start_all()
+        yield World(c, group_a, group_b, gid_a, gid_b)
+
+
+def login(w: World, host: int, base: str) -> tuple[str, str]:
+    user = w.c.user(base, w.group_a)
+    return user, w.c.open(host, user)
+
+
+def lease_lines(w: World) -> list[str]:
+    return sorted(dnsmasq.lease_path(w.c.state_dir(1), w.gid_a).read_text().splitlines())
+
+
+def restarted(w: World, old: int) -> dict | None:
+    gw = gateway(w.c, 1, w.gid_a)
+    return gw if gw["dnsmasq_alive"] and gw["dnsmasq_pid"] != old else None
+
+
+def test_dnsmasq_killed_is_restarted_with_its_leases(world: World) -> None:
+    w = world
+    clients = [login(w, h, f"k{h}") for h in (1, 2, 3)]
+    got = dhcp_many(w.c, [(ns, f"{user}-h{i + 1}") for i, (user, ns) in enumerate(clients)])
+    before = lease_lines(w)
+    assert len(before) == 3
+    old = gateway(w.c, 1, w.gid_a)["dnsmasq_pid"]
+    sh("kill", "-KILL", str(old))
+    gw = wait_for(lambda: restarted(w, old), timeout=10, what="dnsmasq restarted")
+    assert gw["dnsmasq_restarts"] >= 1 and dnsmasq_pids(w.gw_ns()) == [gw["dnsmasq_pid"]]
+    assert lease_lines(w) == before, "the restart lost no lease"
+    # The new dnsmasq knows them: a newcomer asking for a leased address gets another one.
+    _user, ns = login(w, 3, "newcomer")
+    taken = got[clients[0][1]]
+    res = sh(*dhcp_cmd(w.c, ns, "newcomer")[:-2], "-r", taken, "-s", dhcp_cmd(w.c, ns, "x")[-1], check=False)
+    fresh = leased(res.stdout + res.stderr)
+    assert fresh is not None and fresh != taken, res.stdout + res.stderr
+    # And the known clients get theirs again.
+    assert dhcp(w.c, clients[1][1], f"{clients[1][0]}-h2") == got[clients[1][1]]
+
+
+def test_daemon_killed_readopts_the_gateway(world: World) -> None:
+    w = world
+    before = gateway(w.c, 1, w.gid_a)
+    leases = lease_lines(w)
+    w.c.daemons[1].kill()
+    w.c.daemons[1].wait()
+    w.c.start(1)
+    after = gateway(w.c, 1, w.gid_a)
+    assert (after["dnsmasq_pid"], after["endpoint_pid"]) == (before["dnsmasq_pid"], before["endpoint_pid"])
+    assert after["dnsmasq_alive"] and dnsmasq_pids(w.gw_ns()) == [before["dnsmasq_pid"]], "not duplicated"
+    assert "adopted dnsmasq" in w.c.log(1)
+    assert lease_lines(w) == leases
+    user, ns = login(w, 2, "afterkill")
+    assert ipaddress.IPv4Address(dhcp(w.c, ns, f"{user}-h2")) in ipaddress.IPv4Network(SUBNET_A)
+
+
+def test_a_login_while_the_gateway_is_down_gets_its_address_when_it_is_back(world: World) -> None:
+    w = world
+    w.c.lan.stop(w.c.daemons[1])  # no daemon to restart dnsmasq...
+    for pid in dnsmasq_pids(w.gw_ns()):
+        sh("kill", "-KILL", str(pid))  # ...and the gateway is down
+    wait_for(lambda: not dnsmasq_pids(w.gw_ns()), what="dnsmasq gone")
+    user, ns = login(w, 2, "early")
+    assert addresses(ns, "inet") == [] and addresses(ns, "inet6", "link") != []
+    client = subprocess.Popen(dhcp_cmd(w.c, ns, f"{user}-h2", tries=60), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        w.c.start(1)
+        text = client.communicate(timeout=90)[0]
+    finally:
+        client.kill()
+        client.wait()
+    addr = leased(text)
+    assert addr is not None and addresses(ns, "inet") == [addr], text
+
+
+def test_a_flooding_client_does_not_stop_others(world: World) -> None:
+    w = world
+    _user, bad_ns = login(w, 3, "flood")
+    mac_text = sh("ip", "-n", bad_ns, "-br", "link", "show", "vde0").stdout.split()[2]
+    flood = subprocess.Popen(in_ns(bad_ns, sys.executable, FLOOD, "vde0", mac_text, "8"),
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        others = [login(w, h, f"calm{h}") for h in (1, 2, 3)]
+        got = dhcp_many(w.c, [(ns, f"{user}-h{i + 1}") for i, (user, ns) in enumerate(others)])
+    finally:
+        sent = flood.communicate(timeout=30)[0]
+    assert len(set(got.values())) == 3
+    assert int(sent) > 1000, "the flood was one"
+    assert gateway(w.c, 1, w.gid_a)["dnsmasq_alive"]
+
+
+def test_a_vlan_that_leaves_the_file_loses_its_gateway_but_not_its_leases(world: World) -> None:
+    w = world
+    leases = lease_lines(w)
+    gw_ns = w.gw_ns()
+    w.c.lan.stop(w.c.daemons[1])
+    w.c.extra_config = (f"hosts: [h1, h2, h3]\nvlans:\n  {w.group_b}: {{subnet: 192.0.2.192/26, "
+                        "server: h2}\n")
+    w.c.start(1)
+    assert gateways(w.c, 1) == []
+    assert not netns.exists(gw_ns) and dnsmasq_pids(gw_ns) == []
+    assert lease_lines(w) == leases, "the leases stay on disk"
