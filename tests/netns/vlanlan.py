@@ -24,7 +24,9 @@ from vxvdex.daemon import netns
 SUBNET_A, SUBNET_B = "192.0.2.128/26", "192.0.2.192/26"
 SCRIPT = """#!/bin/sh
 case "$1" in
-    bound|renew) ip addr replace "$ip/$mask" dev "$interface" ;;
+    bound|renew)
+        ip addr replace "$ip/$mask" dev "$interface"
+        [ -z "$router" ] || ip route replace default via "${router%% *}" dev "$interface" ;;
     deconfig) ip -4 addr flush dev "$interface" ;;
 esac
 """

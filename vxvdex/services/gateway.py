@@ -71,6 +71,20 @@ class Gateways:
         self.remove_unserved()
         for vlan in self.served.values():
             self.keep(vlan)
+        self._egress_cleanup()
+
+    def _egress_cleanup(self) -> None:
+        """Ways out of VLANs that no longer have egress: nat here go; with none
+        left, the NAT rules go too."""
+        nat = {gid for gid, v in self.served.items() if v.egress == "nat"}
+        try:
+            attached = set(self.egress.attached())
+            for gid in attached - nat:
+                self.egress.detach(gid)
+            if attached and not nat:
+                self.egress.remove_all()
+        except OSError as err:
+            log.error("%s", err)
 
     def collect(self) -> None:
         """Periodic: whatever of a gateway is missing, dead or stopped is made again."""
@@ -94,6 +108,8 @@ class Gateways:
                 netns.enter(gw.entry.name, lambda: _configure(vlan))
                 if vlan.egress == "nat":
                     self.egress.attach(gw.entry.name, vlan, self.cfg["network.uplink"])
+                else:
+                    self.egress.detach(vlan.gid)  # it may have had egress: nat before
                 gw.configured = True
         with gw.lock:
             self._ensure_dnsmasq(gw)
@@ -125,13 +141,10 @@ class Gateways:
                 supervisor.terminate(pidfd)
                 os.close(pidfd)
                 dnsmasq.reap(info.pid)
-        vlan = self.vlans.get(gid)
-        if vlan is not None:  # still in the file, served by another host now
-            self.egress.detach(name, vlan)
-        else:
-            detach_gone = getattr(self.egress, "detach_gid", None)
-            if detach_gone is not None:
-                detach_gone(name, gid)
+        try:
+            self.egress.detach(gid)
+        except OSError as err:
+            log.error("%s", err)
         self.manager.end_other(name)
         log.info("removed gateway %s (VLAN gid %d no longer served here; its leases are kept)", name, gid)
 
