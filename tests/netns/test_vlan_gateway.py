@@ -133,3 +133,20 @@ def test_vlan_b_is_apart(world: World) -> None:
     addr = dhcp(w.c, ns, "bee")
     assert ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(SUBNET_B)
     assert grp.getgrnam(w.group_b).gr_gid == w.gid_b
+
+
+def test_list_shows_the_gateways_and_their_leases(world: World) -> None:
+    w = world
+    user, ns = login(w, 3, "listed", w.group_b)
+    dhcp(w.c, ns, f"{user}-h3")
+    res = w.c.session(2, "--json", "list")
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    gws = [e for e in listed if e.get("kind") == "gateway"]
+    assert [g["netns"] for g in gws] == [w.gw_ns(2, w.gid_b)]
+    assert gws[0]["leases"] == len(dnsmasq.lease_path(w.c.state_dir(2), w.gid_b).read_text().splitlines())
+    assert gws[0]["leases"] >= 1
+    text = w.c.session(2, "list").stdout
+    assert f"gateway {w.gw_ns(2, w.gid_b)}: VLAN {w.group_b} (gid {w.gid_b})" in text
+    assert f"leases {gws[0]['leases']} " in text and "dnsmasq pid" in text
+    assert "gateway " not in w.c.session(3, "list").stdout, "h3 serves no VLAN"
