@@ -146,6 +146,20 @@ def test_a_flooding_client_does_not_stop_others(world: World) -> None:
     assert gateway(w.c, 1, w.gid_a)["dnsmasq_alive"]
 
 
+def test_one_tap_cannot_take_the_pool_in_the_names_of_made_up_clients(world: World) -> None:
+    w = world
+    _user, bad_ns = login(w, 3, "starve")
+    mac = sh("ip", "-n", bad_ns, "-br", "link", "show", "vde0").stdout.split()[2]
+    before = len(lease_lines(w))
+    pool = ipaddress.IPv4Network(SUBNET_A)
+    count = str(pool.num_addresses - 3)  # every address of the DHCP range
+    sent = sh(*in_ns(bad_ns, sys.executable, FLOOD, "vde0", mac, "spoof", str(pool[2]), count))
+    assert int(sent.stdout) == 61
+    user, ns = login(w, 2, "victim")
+    assert ipaddress.IPv4Address(dhcp(w.c, ns, f"{user}-h2", tries=4)) in pool
+    assert len(lease_lines(w)) <= before + 1, "no lease for a made-up client"
+
+
 def test_a_vlan_that_leaves_the_file_loses_its_gateway_but_not_its_leases(world: World) -> None:
     w = world
     leases = lease_lines(w)

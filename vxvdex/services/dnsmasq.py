@@ -60,6 +60,9 @@ def command(vlan: Vlan, state_dir: Path) -> list[str]:
         # The only DHCP server of the VLAN: a client that comes back after a
         # restart of either side is answered at once.
         "--dhcp-authoritative",
+        # Clients are known by their MAC alone (the client id they send is
+        # 01:MAC anyway): with dhcpguard.py, one tap cannot hold many leases.
+        "--dhcp-ignore-clid",
         # The subnet is the VLAN's alone, nobody sets addresses by hand there:
         # no ping before an offer (it delays every new client by seconds).
         "--no-ping",

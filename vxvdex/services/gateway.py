@@ -4,7 +4,8 @@ On the serving host (Vlan.served_here) the daemon keeps, per VLAN:
 - a gateway namespace (names.gateway_name: vxvdex-gw-<gid>) with its tap
   vde0 and an endpoint, made and supervised by the session manager's own
   code (a user's namespace in all but the user), with a stable MAC;
-- the gateway addresses on vde0 (Vlan.gateway4, Vlan.gateway6);
+- the gateway addresses on vde0 (Vlan.gateway4, Vlan.gateway6), and the
+  guard against DHCP starvation (dhcpguard.py);
 - dnsmasq inside it (dnsmasq.py), supervised here: restarted with backoff
   when it ends, re-adopted after a daemon restart (found by what runs in
   that namespace), replaced if it serves an older configuration;
@@ -31,7 +32,7 @@ from vxvdex.daemon.manager import Manager, SessionError, UserNs
 from vxvdex.daemon.provision import Port
 from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher
 from vxvdex.daemon.users import User
-from vxvdex.services import dnsmasq, names
+from vxvdex.services import dhcpguard, dnsmasq, names
 from vxvdex.services import egress as egressmod
 from vxvdex.services.vlans import Vlan
 
@@ -106,6 +107,7 @@ class Gateways:
             made = self.manager.serve_other(gw.entry)
             if made or not gw.configured:
                 netns.enter(gw.entry.name, lambda: _configure(vlan))
+                dhcpguard.apply(gw.entry.name, dnsmasq.IFNAME)
                 if vlan.egress == "nat":
                     self.egress.attach(gw.entry.name, vlan, self.cfg["network.uplink"])
                 else:
