@@ -94,6 +94,19 @@ def test_dnsmasq_killed_is_restarted_with_its_leases(world: World) -> None:
     assert dhcp(w.c, clients[1][1], f"{clients[1][0]}-h2") == got[clients[1][1]]
 
 
+def test_the_gateways_endpoint_killed_is_restarted(world: World) -> None:
+    w = world
+    old = gateway(w.c, 1, w.gid_a)["endpoint_pid"]
+    sh("kill", "-KILL", str(old))
+
+    def replaced() -> dict | None:
+        gw = gateway(w.c, 1, w.gid_a)
+        return gw if gw["endpoint_alive"] and gw["endpoint_pid"] != old else None
+    wait_for(replaced, timeout=10, what="the gateway's endpoint restarted")
+    user, ns = login(w, 3, "afterep")
+    assert ipaddress.IPv4Address(dhcp(w.c, ns, f"{user}-h3")) in ipaddress.IPv4Network(SUBNET_A)
+
+
 def test_daemon_killed_readopts_the_gateway(world: World) -> None:
     w = world
     before = gateway(w.c, 1, w.gid_a)
