@@ -5,6 +5,7 @@ as the gateway code of vxvdexd does.
   natctl.py attach GW_NS GID SUBNET UPLINK
   natctl.py detach GID
   natctl.py remove-all
+  natctl.py attached          (prints the gids, space-separated)
 """
 
 import ipaddress
@@ -21,6 +22,8 @@ def main(args: list[str]) -> None:
         nat.attach(gw_ns, vlan, uplink)
     elif args[0] == "detach":
         nat.detach(int(args[1]))
+    elif args[0] == "attached":
+        print(" ".join(map(str, nat.attached())))
     elif args[0] == "remove-all":
         nat.remove_all()
     else:

@@ -69,6 +69,10 @@ def test_a_nat_vlan_reaches_the_outside_and_nothing_of_the_serving_host(net: Nat
     net.send_udp(a.clients[0], 9999, "from-the-vlan", HOST4, HOST_OTHER4, LINK_HOST, str(a.spec.gateway4))
     net.send_udp(net.outside, 9999, "marker", HOST4)
     assert next_line(listener) == "marker"
+    listener = net.listen_udp(priv, 9999)
+    net.send_udp(a.clients[0], 9999, "from-the-vlan", PRIVATE4)
+    net.send_udp(net.host, 9999, "marker", PRIVATE4)
+    assert next_line(listener) == "marker"
 
 
 def test_the_hosts_other_networks_stay_unforwarded(net: NatNet) -> None:
@@ -164,6 +168,11 @@ def test_attach_again_and_remove_all_touch_nothing_else(net: NatNet) -> None:
     a = net.vlan(4101, "192.0.2.128/27")
     for _ in range(2):  # a daemon restart re-adopting the gateway calls it again
         net.attach(a)
+    assert net.natctl("attached").stdout.split() == [str(a.gid)]
+    assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": f"outside {HOST4}"}
+    net.natctl("detach", str(a.gid))  # egress changed to none
+    assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": None}
+    net.attach(a)
     assert net.probe(a.clients[0], o=(OUTSIDE4, WEB)) == {"o": f"outside {HOST4}"}
     net.natctl("remove-all")
     net.natctl("remove-all")

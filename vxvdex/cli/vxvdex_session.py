@@ -99,6 +99,10 @@ def show_status(s: dict) -> None:
             drops = sum(c.get("drops", {}).values())
             print(f"    rx {c['rx_frames']} frames {c['rx_bytes']} B, tx {c['tx_frames']} frames "
                   f"{c['tx_bytes']} B, dropped {drops}")
+        if c.get("own_mac_seen"):
+            print(f"    MAC CONFLICT: {c['own_mac_seen']} frames with this tap's MAC came from "
+                  f"{ep.get('own_mac_from')}: that host makes the same MACs (a clone? give it its "
+                  "own host name, delete host-id in its run directory, restart its daemon)")
         if p.get("stale"):
             print(f"    STALE: the endpoint serves {p['stale']}: "
                   f"run `vxvdex-session reprovision {s['user']}`")

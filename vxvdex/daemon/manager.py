@@ -38,7 +38,7 @@ from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
 from vxvdex.daemon.users import User, extra_gids
 from vxvdex.dataplane import wire
 from vxvdex.dataplane.endpoint import Spec
-from vxvdex.services import names
+from vxvdex.services import names, vlans
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -77,11 +77,14 @@ class UserNs:
 class Manager:
     """The daemon's state and every operation on it."""
 
-    def __init__(self, cfg: Config, underlay_mtu: int) -> None:
+    def __init__(self, cfg: Config, underlay_mtu: int, host_name: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir: Path = cfg["run_dir"]
         self.status_dir: Path = self.run_dir / "endpoints"
-        self.host_id = provision.host_id(self.run_dir)
+        # vxvdexd --host-name (simulated hosts share one UTS name)
+        self.host_name = host_name or vlans.this_host()
+        self.host_id = provision.host_id(self.run_dir, self.host_name,
+                                         cfg["network.uplink"] or provision.default_uplink())
         self.mtu = cfg.tap_mtu(underlay_mtu)
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
@@ -300,7 +303,8 @@ class Manager:
         status = self.status_path(entry, port)
         self._fresh_status(status)
         spec = Spec(user=entry.user.name, ifname=port.ifname, url=self.url_for(port.gid), vlan_gid=port.gid,
-                    run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status))
+                    run_uid=self.ep_uid, run_gid=self.ep_gid, mtu=port.mtu, status=str(status),
+                    mac=port.mac.hex(":"))
         assert entry.ns_fd is not None
         pid = self.zygote.spawn(spec, [tap_fd, entry.ns_fd])
         entry.pids[port.ifname] = pid
@@ -379,7 +383,8 @@ class Manager:
         ep = _read_status(self.status_path(entry, port))
         if not ep:
             return None  # not running (or starting): nothing stale to restart
-        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu, "version": __version__}
+        want = {"vlan_gid": port.gid, "url": self.url_for(port.gid), "mtu": port.mtu,
+                "mac": port.mac.hex(":"), "version": __version__}
         wrong = [f"{key} {ep.get(key)!r} (now {value!r})" for key, value in want.items()
                  if ep.get(key) != value]
         return ", ".join(wrong) or None

@@ -7,9 +7,12 @@ so the same code provisions, repairs and re-adopts.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import hashlib
 import os
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,9 @@ from vxvdex.dataplane import tap as tapmod
 # Who may open ICMP datagram sockets (unprivileged ping; Debian 13's ping has
 # no file capability and relies on it). Per namespace; a new one says "1 0".
 PING_GROUP_RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
+MACHINE_ID = Path("/etc/machine-id")
+HOST_ID_FILE = "host-id"
+SIOCETHTOOL, ETHTOOL_GPERMADDR, MAX_ADDR_LEN = 0x8946, 0x20, 32
 
 
 @dataclass(frozen=True)
@@ -38,14 +44,66 @@ def stable_mac(host_id: str, user: str, gid: int, ifname: str) -> bytes:
     return bytes(raw)
 
 
-def host_id(run_dir: Path) -> str:
-    """This host's identity for MACs: machine-id plus the run directory
-    (several simulated hosts on one machine differ by run directory)."""
+def host_id(run_dir: Path, host_name: str, uplink: str | None,
+            machine_id: Path = MACHINE_ID) -> str:
+    """This host's identity for MACs, kept in run_dir/host-id for the boot.
+
+    Made of the machine-id, the host name, the uplink's permanent MAC (when
+    it has one) and the run directory (several simulated hosts on one
+    machine differ by it): hosts cloned from one image share the machine-id
+    but not their name or their NIC. Kept in the run directory (a tmpfs,
+    never in an image), so a daemon restart in the same boot keeps the MACs
+    even if the uplink went away meanwhile; the inputs are stable across
+    reboots, so are the MACs."""
+    kept = run_dir / HOST_ID_FILE
     try:
-        machine = Path("/etc/machine-id").read_text().strip()
+        return kept.read_text().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        machine = machine_id.read_text().strip()
     except OSError:
-        machine = socket.gethostname()
-    return f"{machine}:{run_dir}"
+        machine = ""
+    made = identity(machine, host_name, permanent_mac(uplink) if uplink else None, run_dir)
+    run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    tmp = kept.with_name(f".{HOST_ID_FILE}.tmp")
+    tmp.write_text(made + "\n")
+    tmp.replace(kept)
+    return made
+
+
+def identity(machine: str, host_name: str, nic: bytes | None, run_dir: Path) -> str:
+    """What host_id keeps: every input that tells this host from its clones."""
+    return f"{machine}:{host_name}:{nic.hex(':') if nic else '-'}:{run_dir}"
+
+
+def default_uplink() -> str | None:
+    """The interface of this namespace's IPv4 default route, if there is one."""
+    try:
+        lines = Path("/proc/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
+            return fields[0]
+    return None
+
+
+def permanent_mac(ifname: str) -> bytes | None:
+    """The NIC's burnt-in MAC (ethtool -P), None for virtual links (veth,
+    bridge: all zeros) or a missing one."""
+    buf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GPERMADDR, MAX_ADDR_LEN),
+                                      8 + MAX_ADDR_LEN)
+    ifreq = struct.pack("16sP", ifname.encode()[:15], ctypes.addressof(buf)).ljust(40, b"\0")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s, SIOCETHTOOL, ifreq)
+    except OSError:
+        return None
+    size = min(struct.unpack_from("=I", buf.raw, 4)[0], MAX_ADDR_LEN)
+    mac = buf.raw[8:8 + size]
+    return mac if any(mac) else None
 
 
 def link_up(name: str) -> None:

@@ -70,9 +70,9 @@ class Daemon:
     def __init__(self, cfg: config.Config, host_name: str | None = None, state_dir: Path = DEFAULT_STATE_DIR,
                  served: dict[int, vlans.Vlan] | None = None) -> None:
         self.cfg = cfg
-        self.manager = Manager(cfg, underlay_mtu(cfg))
         # Simulated hosts share one UTS name: the host name may be given.
         self.host_name = host_name or vlans.this_host()
+        self.manager = Manager(cfg, underlay_mtu(cfg), self.host_name)
         self.state_dir = state_dir
         self.gateways = Gateways(self.manager, served or {}, self.host_name, state_dir)
         self.stopping = threading.Event()

@@ -36,6 +36,7 @@ class Counters:
     tx_sends: int = 0
     tx_errors: int = 0
     tx_dropped: int = 0
+    own_mac_seen: int = 0   # frames from another host with our tap's MAC
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
     def as_dict(self) -> dict:

@@ -44,6 +44,7 @@ class Spec:
     mtu: int
     status: str
     transport: str = "auto"
+    mac: str = ""            # the tap's, aa:bb:..: noticed when it arrives from another host
 
     def dumps(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -143,12 +144,13 @@ def run(spec: Spec, tap_fd: int) -> int:
     transport = open_sockets(spec, url)
     drop_privileges(spec.run_uid, spec.run_gid)
     tap = Tap(spec.ifname, fd=tap_fd)
-    endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime, max_frame=spec.mtu + 18)
+    endpoint = Endpoint(tap, transport, url.vni, url.hashsize, url.expiretime, max_frame=spec.mtu + 18,
+                        own_mac=bytes.fromhex(spec.mac.replace(":", "")))
     status_path = Path(spec.status)
     # url, mtu and version let the daemon tell an endpoint that serves an
     # older configuration or code (vxvdex-session status: stale).
     base = {"user": spec.user, "ifname": spec.ifname, "vlan_gid": spec.vlan_gid, "pid": os.getpid(),
-            "url": spec.url, "mtu": spec.mtu, "version": __version__}
+            "url": spec.url, "mtu": spec.mtu, "mac": spec.mac, "version": __version__}
     endpoint.on_tick = Tick(endpoint, status_path, base)
     endpoint.on_tick()
     signal.signal(signal.SIGTERM, lambda *_: endpoint.stop())

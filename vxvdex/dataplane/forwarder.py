@@ -48,6 +48,7 @@ GSO_MAX_BYTES = 65000
 ANC_SIZE = 128
 _GRO_SIZE = struct.Struct("=i")    # UDP_GRO control message: an int
 _SEG_SIZE = struct.Struct("=H")    # UDP_SEGMENT control message: a u16
+OWN_MAC_PERIOD = 10.0              # seconds between two reports of our own MAC from elsewhere
 MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag's & runs Python code
 
 
@@ -70,8 +71,11 @@ class Endpoint:
 
     def __init__(self, tap: Tap, transport: Transport, url_vni: int, hashsize: int,
                  expire: float, max_frame: int, mtu_source: Callable[[], int] | None = None,
-                 merge: bool = True) -> None:
+                 merge: bool = True, own_mac: bytes = b"") -> None:
         self.tap = tap
+        self.own_mac = own_mac  # the tap's MAC: arriving from elsewhere, a clone has it too
+        self.own_mac_from: tuple | None = None
+        self.own_mac_report = 0.0
         # FileIO answers EAGAIN with None, not an exception: cheaper per wakeup.
         self.tap_reader = io.FileIO(tap.fd, "rb", closefd=False)
         self.t = transport
@@ -137,7 +141,7 @@ class Endpoint:
         if n == 0:  # an empty datagram: no slice to walk (and range() takes no step 0)
             self._drop("short", addr)
             return
-        rx, rxv, hdr, add = self.rx, self.rxv, self.hdr, self.merger.add
+        rx, rxv, hdr, add, own = self.rx, self.rxv, self.hdr, self.merger.add, self.own_mac
         longest = self.max_frame + 8
         end = off + n
         # Only datagrams with non-zero, verified UDP checksums are coalesced
@@ -153,11 +157,25 @@ class Endpoint:
             # A GRO batch is mostly one sender MAC: learn it once per batch.
             if not learned or not rx.startswith(learned, start + 14):
                 learned = bytes(rxv[start + 14:start + 20])
+                if learned == own:  # once per sender in a batch, not per frame
+                    self._own_mac_seen(addr)
                 self.table.learn(learned, addr, self.now)
             add(rxv[start + 8:start + length], verified)
             frames += 1
         self.c.rx_frames += frames
         self.c.rx_bytes += n - 8 * frames
+
+    def _own_mac_seen(self, addr: tuple) -> None:
+        """Another host sends with our MAC (a clone with our host id): count
+        it and say so, at most once per OWN_MAC_PERIOD. Delivered anyway:
+        the fault is the duplicate, not this host's peer."""
+        self.c.own_mac_seen += 1
+        self.own_mac_from = addr
+        if self.now >= self.own_mac_report:
+            self.own_mac_report = self.now + OWN_MAC_PERIOD
+            log.warning("frames with this tap's own MAC %s arrive from %s: another host uses it "
+                        "(cloned without a distinct host name or NIC?); %d so far",
+                        self.own_mac.hex(":"), addr[0], self.c.own_mac_seen)
 
     def _reject(self, start: int, length: int, addr: tuple) -> None:
         """Count (and maybe act on) a datagram that carries no deliverable frame."""
@@ -336,7 +354,8 @@ class Endpoint:
         return {"transport": self.t.kind, "gso": self.t.gso, "gro": self.t.gro,
                 "merging": self.merger.enabled, "udp_merging": self.merger.enabled and self.merger.uso,
                 "unicast_port": self.t.port,
-                "group": self.t.group[0], "counters": self.c.as_dict(), "peers": peers}
+                "group": self.t.group[0], "counters": self.c.as_dict(), "peers": peers,
+                "own_mac_from": None if self.own_mac_from is None else self.own_mac_from[0]}
 
 
 def _drain_fd(fd: int) -> None:

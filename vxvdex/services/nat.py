@@ -40,7 +40,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from vxvdex.daemon import netns
+from vxvdex.daemon import netns, provision
 from vxvdex.services import nftrules
 from vxvdex.services.vlans import Vlan
 
@@ -155,8 +155,7 @@ def remove_all() -> None:
 
 def default_uplink() -> str:
     """The interface of the IPv4 default route."""
-    routes = json.loads(_run("ip", "-j", "-4", "route", "show", "default").stdout or "[]")
-    for route in routes:
-        if route.get("dev"):
-            return str(route["dev"])
-    raise NatError("no IPv4 default route: set network.uplink to the interface that reaches the outside")
+    found = provision.default_uplink()
+    if found is None:
+        raise NatError("no IPv4 default route: set network.uplink to the interface that reaches the outside")
+    return found
