@@ -14,22 +14,20 @@ import ipaddress
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster import Cluster
-from runtrace import running_cluster
 from vlanlan import (
     SUBNET_A,
     SUBNET_B,
+    World,
     addresses,
     dhcp,
     dhcp_many,
     dnsmasq_pids,
     gateway,
     resolve,
-    vlans_config,
+    vlan_world,
     wait_ula,
 )
 
@@ -37,36 +35,19 @@ from vxvdex.services import dnsmasq
 from vxvdex.services.vlans import default_domain, ula_prefix
 
 
-@dataclass
-class World:
-    c: Cluster
-    group_a: str
-    group_b: str
-    gid_a: int
-    gid_b: int
-
-    @property
-    def domain_a(self) -> str:
-        return default_domain(self.group_a)
-
-    def gw_ns(self, host: int, gid: int) -> str:
-        return f"{self.c.lan.prefix}-h{host}-gw-{gid}"
-
-
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    with running_cluster(hosts=3) as c:
-        group_a, group_b = f"vxa{c.tag}", f"vxb{c.tag}"
-        gid_a, gid_b = c.group(group_a), c.group(group_b)
-        c.extra_config = vlans_config(group_a, group_b)
-        c.start_all()
-        yield World(c, group_a, group_b, gid_a, gid_b)
+    with vlan_world() as w:
+        w.c.start_all()
+        yield w
 
 
 def login(w: World, host: int, base: str, group: str) -> tuple[str, str]:
-    """A new user of group, logged in on host: (user, namespace)."""
-    user = w.c.user(base, group)
-    return user, w.c.open(host, user)
+    return w.login(host, base, group)
+
+
+def domain_a(w: World) -> str:
+    return default_domain(w.group_a)
 
 
 def test_the_serving_host_runs_the_gateway(world: World) -> None:
@@ -99,8 +80,8 @@ def test_twenty_users_across_hosts_get_distinct_addresses_and_names(world: World
     _h, user0, ns0 = logins[0]
     _h, _user, ns2 = logins[2]
     gw4 = gw_ns["gateway4"]
-    assert resolve(ns2, f"{user0}-h1.{w.domain_a}", gw4) == got[ns0]
-    assert resolve(ns0, f"gw.{w.domain_a}", gw4) == gw4
+    assert resolve(ns2, f"{user0}-h1.{domain_a(w)}", gw4) == got[ns0]
+    assert resolve(ns0, f"gw.{domain_a(w)}", gw4) == gw4
     # egress none: names outside the domain are not forwarded.
     assert resolve(ns0, "debian.org", gw4) is None
 

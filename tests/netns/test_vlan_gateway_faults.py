@@ -11,14 +11,12 @@ import ipaddress
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from cluster import Cluster
 from lan import REPO, sh, wait_for
-from runtrace import running_cluster
 from vlanlan import (
     SUBNET_A,
+    World,
     addresses,
     dhcp,
     dhcp_cmd,
@@ -28,7 +26,7 @@ from vlanlan import (
     gateways,
     in_ns,
     leased,
-    vlans_config,
+    vlan_world,
 )
 
 from vxvdex.daemon import netns
@@ -37,31 +35,19 @@ from vxvdex.services import dnsmasq
 FLOOD = str(REPO / "tests" / "netns" / "dhcpflood.py")
 
 
-@dataclass
-class World:
-    c: Cluster
-    group_a: str
-    group_b: str
-    gid_a: int
-    gid_b: int
-
-    def gw_ns(self, host: int = 1) -> str:
-        return f"{self.c.lan.prefix}-h{host}-gw-{self.gid_a}"
-
-
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    with running_cluster(hosts=3) as c:
-        group_a, group_b = f"vxa{c.tag}", f"vxb{c.tag}"
-        gid_a, gid_b = c.group(group_a), c.group(group_b)
-        c.extra_config = vlans_config(group_a, group_b)
-        c.start_all()
-        yield World(c, group_a, group_b, gid_a, gid_b)
+    with vlan_world() as w:
+        w.c.start_all()
+        yield w
 
 
 def login(w: World, host: int, base: str) -> tuple[str, str]:
-    user = w.c.user(base, w.group_a)
-    return user, w.c.open(host, user)
+    return w.login(host, base, w.group_a)
+
+
+def gw_ns(w: World) -> str:
+    return w.gw_ns(1, w.gid_a)
 
 
 def lease_lines(w: World) -> list[str]:
@@ -82,7 +68,7 @@ def test_dnsmasq_killed_is_restarted_with_its_leases(world: World) -> None:
     old = gateway(w.c, 1, w.gid_a)["dnsmasq_pid"]
     sh("kill", "-KILL", str(old))
     gw = wait_for(lambda: restarted(w, old), timeout=10, what="dnsmasq restarted")
-    assert gw["dnsmasq_restarts"] >= 1 and dnsmasq_pids(w.gw_ns()) == [gw["dnsmasq_pid"]]
+    assert gw["dnsmasq_restarts"] >= 1 and dnsmasq_pids(gw_ns(w)) == [gw["dnsmasq_pid"]]
     assert lease_lines(w) == before, "the restart lost no lease"
     # The new dnsmasq knows them: a newcomer asking for a leased address gets another one.
     _user, ns = login(w, 3, "newcomer")
@@ -116,7 +102,7 @@ def test_daemon_killed_readopts_the_gateway(world: World) -> None:
     w.c.start(1)
     after = gateway(w.c, 1, w.gid_a)
     assert (after["dnsmasq_pid"], after["endpoint_pid"]) == (before["dnsmasq_pid"], before["endpoint_pid"])
-    assert after["dnsmasq_alive"] and dnsmasq_pids(w.gw_ns()) == [before["dnsmasq_pid"]], "not duplicated"
+    assert after["dnsmasq_alive"] and dnsmasq_pids(gw_ns(w)) == [before["dnsmasq_pid"]], "not duplicated"
     assert "adopted dnsmasq" in w.c.log(1)
     assert lease_lines(w) == leases
     user, ns = login(w, 2, "afterkill")
@@ -126,9 +112,9 @@ def test_daemon_killed_readopts_the_gateway(world: World) -> None:
 def test_a_login_while_the_gateway_is_down_gets_its_address_when_it_is_back(world: World) -> None:
     w = world
     w.c.lan.stop(w.c.daemons[1])  # no daemon to restart dnsmasq...
-    for pid in dnsmasq_pids(w.gw_ns()):
+    for pid in dnsmasq_pids(gw_ns(w)):
         sh("kill", "-KILL", str(pid))  # ...and the gateway is down
-    wait_for(lambda: not dnsmasq_pids(w.gw_ns()), what="dnsmasq gone")
+    wait_for(lambda: not dnsmasq_pids(gw_ns(w)), what="dnsmasq gone")
     user, ns = login(w, 2, "early")
     assert addresses(ns, "inet") == [] and addresses(ns, "inet6", "link") != []
     client = subprocess.Popen(dhcp_cmd(w.c, ns, f"{user}-h2", tries=60), stdout=subprocess.PIPE,
@@ -176,11 +162,11 @@ def test_one_tap_cannot_take_the_pool_in_the_names_of_made_up_clients(world: Wor
 def test_a_vlan_that_leaves_the_file_loses_its_gateway_but_not_its_leases(world: World) -> None:
     w = world
     leases = lease_lines(w)
-    gw_ns = w.gw_ns()
+    name = gw_ns(w)
     w.c.lan.stop(w.c.daemons[1])
     w.c.extra_config = (f"hosts: [h1, h2, h3]\nvlans:\n  {w.group_b}: {{subnet: 192.0.2.192/26, "
                         "server: h2}\n")
     w.c.start(1)
     assert gateways(w.c, 1) == []
-    assert not netns.exists(gw_ns) and dnsmasq_pids(gw_ns) == []
+    assert not netns.exists(name) and dnsmasq_pids(name) == []
     assert lease_lines(w) == leases, "the leases stay on disk"

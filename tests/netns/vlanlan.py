@@ -12,10 +12,14 @@ import ipaddress
 import json
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from cluster import Cluster
 from lan import sh, wait_for
+from runtrace import running_cluster
 
 from vxvdex.daemon import netns
 
@@ -37,6 +41,35 @@ def vlans_config(group_a: str, group_b: str, egress_a: str = "none") -> str:
     return (f"hosts: [h1, h2, h3]\nvlans:\n"
             f"  {group_a}: {{subnet: {SUBNET_A}, server: h1, egress: {egress_a}}}\n"
             f"  {group_b}: {{subnet: {SUBNET_B}, server: h2}}\n")
+
+
+@dataclass
+class World:
+    """A cluster of three hosts serving VLAN A (on h1) and VLAN B (on h2)."""
+
+    c: Cluster
+    group_a: str
+    group_b: str
+    gid_a: int
+    gid_b: int
+
+    def gw_ns(self, host: int, gid: int) -> str:
+        return f"{self.c.lan.prefix}-h{host}-gw-{gid}"
+
+    def login(self, host: int, base: str, group: str) -> tuple[str, str]:
+        """A new user of group, logged in on host: (user, namespace)."""
+        user = self.c.user(base, group)
+        return user, self.c.open(host, user)
+
+
+@contextmanager
+def vlan_world(egress_a: str = "none", extra: str = "") -> Iterator[World]:
+    """The World, its daemons started; everything removed (and checked) after."""
+    with running_cluster(hosts=3) as c:
+        group_a, group_b = f"vxa{c.tag}", f"vxb{c.tag}"
+        gid_a, gid_b = c.group(group_a), c.group(group_b)
+        c.extra_config = extra + vlans_config(group_a, group_b, egress_a)
+        yield World(c, group_a, group_b, gid_a, gid_b)
 
 
 def script(directory: Path) -> Path:
