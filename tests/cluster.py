@@ -92,6 +92,7 @@ class Cluster:
         cfg = self.dir / f"h{host}.yaml"
         cfg.write_text(self.config_text(host))
         proc = self.lan.spawn(self.lan.host(host), tool("vxvdexd"), "--config", str(cfg),
+                              "--host-name", f"h{host}",
                               log=self.dir / f"vxvdexd-h{host}.log", host_mounts=True)
         self.daemons[host] = proc
         wait_for(lambda: proc.poll() is not None or self._answers(host), timeout=15,

@@ -64,9 +64,9 @@ class Unmanaged(Exception):
 
 
 class Daemon:
-    def __init__(self, cfg: config.Config) -> None:
+    def __init__(self, cfg: config.Config, host_name: str = "") -> None:
         self.cfg = cfg
-        self.manager = Manager(cfg, underlay_mtu(cfg))
+        self.manager = Manager(cfg, underlay_mtu(cfg), host_name)
         self.stopping = threading.Event()
         self.handlers: dict[str, Callable[[Request, Caller], tuple[str, int | None]]] = {
             "open": self.do_open, "close": self.do_close, "status": self.do_status, "list": self.do_list,
@@ -272,6 +272,8 @@ def daemon_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="check the configuration and exit")
     ap.add_argument("--remove-guard", action="store_true",
                     help="remove the port guard of this network namespace and exit (package removal)")
+    ap.add_argument("--host-name", default="", help="this host's name as vlans: and hosts: name it "
+                    "(default: the short host name, lowercase)")
     ap.add_argument("--version", action="version", version=f"vxvdexd {__version__}")
     args = ap.parse_args(argv)
     if args.remove_guard:
@@ -293,7 +295,11 @@ def daemon_main(argv: list[str] | None = None) -> int:
     errors.require_privilege("it creates network namespaces and taps")
     refuse_if_served(cfg["run_dir"])
     limits.raise_nofile()
-    daemon = Daemon(cfg)
+    try:
+        daemon = Daemon(cfg, args.host_name)
+    except config.ConfigError as err:  # a vlans: group NSS does not know
+        log.error("%s", err)
+        return 2
     if not start_guard(cfg, daemon.manager.ep_uid):
         return 1
     daemon.manager.adopt(lookup)
