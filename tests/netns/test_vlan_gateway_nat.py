@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from lan import sh
 from natnet import OUTSIDE4, NatNet
-from vlanlan import SUBNET_A, World, dhcp, gateway, resolve, vlan_world
+from vlanlan import SUBNET_A, World, gateway, resolve, vlan_world, wait_addr
 
 from vxvdex.services.vlans import default_domain
 
@@ -40,7 +40,7 @@ def test_a_nat_vlan_reaches_the_outside_through_its_gateway(world: NatWorld) -> 
     w, net = world.w, world.net
     user = w.c.user("out", w.group_a)
     ns = w.c.open(3, user)
-    addr = dhcp(w.c, ns, f"{user}-h3")
+    addr = wait_addr(ns)
     assert ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(SUBNET_A)
     gw = gateway(w.c, 1, w.gid_a)
     assert sh("ip", "-n", ns, "route", "show", "default").stdout.split()[:3] == ["default", "via",
@@ -54,7 +54,7 @@ def test_a_vlan_without_egress_reaches_nothing_beyond_itself(world: NatWorld) ->
     w, net = world.w, world.net
     user = w.c.user("shut", w.group_b)
     ns = w.c.open(3, user)
-    dhcp(w.c, ns, f"{user}-h3")
+    wait_addr(ns)
     assert sh("ip", "-n", ns, "route", "show", "default").stdout == "", "no router by DHCP"
     gw4 = gateway(w.c, 2, w.gid_b)["gateway4"]
     sh("ip", "-n", ns, "route", "add", "default", "via", gw4)  # as root, by hand: still nothing

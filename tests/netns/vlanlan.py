@@ -1,9 +1,11 @@
-"""Helpers of the VLAN services tests: served VLANs on a Cluster, a DHCP
-client and a resolver run inside users' namespaces, what the gateway says.
+"""Helpers of the VLAN services tests: served VLANs on a Cluster, users'
+addresses (from the DHCP client vxvdexd runs in their namespaces), leaves
+on a VLAN with a DHCP client the test runs itself, a resolver, what the
+gateway says.
 
-The DHCP client is busybox's udhcpc (a maintained client, not ours); its
-script only puts the address it obtained on the tap. The client id is
-udhcpc's default, 01:MAC of the tap: the stable MAC vxvdexd gives it.
+The test's own client is busybox's udhcpc (a maintained client, not ours),
+run in leaves (`vde_plug` taps, which vxvdexd does not serve); its script
+only puts the address it obtained on the tap.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,9 +85,9 @@ def in_ns(ns: str, *cmd: str) -> list[str]:
     return ["nsenter", f"--net={netns.path_of(ns)}", "--", *cmd]
 
 
-def dhcp_cmd(c: Cluster, ns: str, hostname: str, tries: int = 10) -> list[str]:
+def dhcp_cmd(c: Cluster, ns: str, hostname: str, tries: int = 10, ifname: str = "vde0") -> list[str]:
     """udhcpc in ns: up to `tries` DISCOVERs a second apart, then exit (lease or not)."""
-    return in_ns(ns, "busybox", "udhcpc", "-i", "vde0", "-f", "-q", "-n", "-t", str(tries), "-T", "1",
+    return in_ns(ns, "busybox", "udhcpc", "-i", ifname, "-f", "-q", "-n", "-t", str(tries), "-T", "1",
                  "-A", "1", "-x", f"hostname:{hostname}", "-s", str(script(c.dir)))
 
 
@@ -98,25 +99,32 @@ def leased(output: str) -> str | None:
     return found[-1] if found else None
 
 
-def dhcp(c: Cluster, ns: str, hostname: str, tries: int = 10) -> str:
-    """Obtain an address for ns's vde0 (and put it there); its address."""
-    res = sh(*dhcp_cmd(c, ns, hostname, tries), check=False, timeout=tries * 3 + 10)
+def dhcp(c: Cluster, ns: str, hostname: str, tries: int = 10, ifname: str = "vde0", *extra: str) -> str:
+    """Obtain an address for ns's ifname with the test's own client; the address."""
+    res = sh(*dhcp_cmd(c, ns, hostname, tries, ifname), *extra, check=False, timeout=tries * 3 + 10)
     addr = leased(res.stdout + res.stderr)
     assert addr is not None, f"no lease for {ns}: {res.stdout}{res.stderr}"
     return addr
 
 
-def dhcp_many(c: Cluster, clients: list[tuple[str, str]]) -> dict[str, str]:
-    """DHCP for (ns, hostname) pairs at once; ns -> address."""
-    procs = {ns: subprocess.Popen(dhcp_cmd(c, ns, name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) for ns, name in clients}
-    out = {}
-    for ns, proc in procs.items():
-        text = proc.communicate(timeout=60)[0]
-        addr = leased(text)
-        assert addr is not None, f"no lease for {ns}: {text}"
-        out[ns] = addr
-    return out
+def leaf(c: Cluster, host: int, gid: int, name: str) -> tuple[str, str]:
+    """A namespace on VLAN gid through Debian's vde_plug on host, without
+    address or DHCP client: (namespace, its tap)."""
+    tap = f"lf{name}"[:15]
+    ns, _proc = c.lan.leaf(host, name, ["vde_plug", f"vxvde:///grp={gid}", f"tap://{tap}"], [])
+    return ns, tap
+
+
+def wait_addr(ns: str, timeout: float = 30) -> str:
+    """The IPv4 address vxvdexd's DHCP client puts on ns's vde0."""
+    found: list[str] = wait_for(lambda: addresses(ns, "inet"), timeout=timeout,
+                                what=f"an IPv4 address by DHCP on {ns}")
+    return found[0]
+
+
+def wait_addrs(namespaces: list[str], timeout: float = 60) -> dict[str, str]:
+    """wait_addr for many (their clients run at once): ns -> address."""
+    return {ns: wait_addr(ns, timeout) for ns in namespaces}
 
 
 def resolve(ns: str, name: str, server: str) -> str | None:

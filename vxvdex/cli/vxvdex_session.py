@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ def show_status(s: dict) -> None:
         if p.get("stale"):
             print(f"    STALE: the endpoint serves {p['stale']}: "
                   f"run `vxvdex-session reprovision {s['user']}`")
+        if p.get("dhcp"):
+            show_dhcp(p["dhcp"])
         for peer in ep.get("peers", []):
             print(f"    peer {peer['mac']} at {peer['address']} port {peer['port']} ({peer['age']} s ago)")
 
@@ -124,6 +127,21 @@ def gateways(run_dir: Path) -> list[dict]:
     answer = control.ask(run_dir, "gateways")
     found = answer.json() if answer.status == "ok" else []
     return found if isinstance(found, list) else []
+
+
+def show_dhcp(d: dict) -> None:
+    """The VLAN service of one tap: gateway, domain, egress, the lease, the addresses."""
+    print(f"    gateway {d['gateway4']} / {d['gateway6']}, domain {d['domain']}, egress {d['egress']}, "
+          f"DHCP client pid {d['client_pid']} {'running' if d['client_alive'] else 'DOWN'}, "
+          f"restarts {d['client_restarts']}")
+    if d["state"] == "bound":
+        left = max(0, int(d["expires"] - time.time()))
+        print(f"    IPv4 {d['address']} from {d['server']}, lease {d['lease_time']} s "
+              f"({left} s left), DNS {' '.join(d['dns']) or '-'}")
+    else:
+        print(f"    IPv4: {d['state']}")
+    for a6 in d.get("addresses6", []):
+        print(f"    IPv6 {a6}")
 
 
 def run_exec(run_dir: Path, args: list[str]) -> int:

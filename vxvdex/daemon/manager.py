@@ -38,7 +38,7 @@ from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
 from vxvdex.daemon.users import User, extra_gids
 from vxvdex.dataplane import wire
 from vxvdex.dataplane.endpoint import Spec
-from vxvdex.services import names, vlans
+from vxvdex.services import dhcp, names, resolv, vlans
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -104,6 +104,8 @@ class Manager:
         self.save_wanted = threading.Event()
         threading.Thread(target=self._saver, name="saver", daemon=True).start()
         self._prepare_dirs()
+        self.dhcp = dhcp.DhcpClients(self.run_dir, self.status_dir, self.ep_uid, self.ep_gid,
+                                     vlans.resolve(cfg), self.host_name)
 
     def _prepare_dirs(self) -> None:
         self.run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -230,6 +232,25 @@ class Manager:
     # ---- provisioning ----------------------------------------------------------
     def ensure(self, entry: UserNs) -> bool:
         """Make everything of entry exist and run; idempotent. True if it changed anything."""
+        changed = self._ensure_endpoints(entry)
+        self._ensure_services(entry)
+        return changed
+
+    def _ensure_services(self, entry: UserNs) -> None:
+        """The DHCP clients of served VLANs (started, never waited for) and the
+        namespace's resolv.conf; nothing at all for unserved VLANs."""
+        if self.not_users.fullmatch(entry.name):
+            return  # a gateway: it is the DHCP server, not a client
+        served = self.dhcp.served(entry.ports)
+        if not served or entry.ns_fd is None:
+            return
+        try:
+            if self.dhcp.ensure(entry.name, entry.user.name, entry.ports, os.fstat(entry.ns_fd).st_ino):
+                resolv.write(entry.name, [vlan for _port, vlan in served])
+        except OSError as err:
+            log.error("could not start the DHCP service of %s: %s (the collector retries)", entry.name, err)
+
+    def _ensure_endpoints(self, entry: UserNs) -> bool:
         t0 = time.monotonic()
         if not netns.exists(entry.name) and entry.ns_fd is not None:
             log.warning("%s was unpinned by hand: pinning it again", entry.name)
@@ -556,6 +577,8 @@ class Manager:
                 entry.ns_fd = None
             for port in entry.ports:
                 self.status_path(entry, port).unlink(missing_ok=True)
+            self.dhcp.stop(entry.name)
+            resolv.remove(entry.name)
             netns.remove(entry.name)
             with self.lock:
                 self.users.pop(entry.name, None)
@@ -594,6 +617,7 @@ class Manager:
                 self._repin(entry)
             if self._missing(entry):
                 self.repair(entry)
+            self._ensure_services(entry)
         except (OSError, SessionError) as err:
             log.error("could not repair %s: %s", entry.name, err)
 
@@ -653,6 +677,7 @@ class Manager:
         self.lookup = lookup
         state = self._load_state()
         found = self._found()
+        self.dhcp.scan()
         for name in sorted(set(state) | set(self._our_pins())):
             try:
                 self._adopt_one(name, state.get(name, {}), lookup, found)
@@ -663,6 +688,7 @@ class Manager:
         for leftover in found.values():  # endpoints of namespaces not ours, or kept unresolved
             for pidfd, _info in leftover:
                 os.close(pidfd)
+        self.dhcp.end_unclaimed()
         self.save()
 
     def _adopt_one(self, name: str, saved: dict, lookup: Callable[[str], User],
@@ -728,6 +754,11 @@ class Manager:
                           "endpoint_alive": self.watcher.running((entry.name, port.ifname), pid),
                           "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep,
                           "stale": self.stale(entry, port) if pid is not None else None})
+            service = self.dhcp.status(entry.name, port, _read_status)
+            if service is not None:
+                if detail:
+                    service["addresses6"] = dhcp.addresses(entry.name, port.ifname)
+                ports[-1]["dhcp"] = service
         return {"user": entry.user.name, "uid": entry.user.uid, "gid": entry.user.gid,
                 "netns": entry.name, "pinned": netns.exists(entry.name),
                 "sessions": sorted(entry.sessions), "ports": ports}

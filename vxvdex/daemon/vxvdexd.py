@@ -327,7 +327,11 @@ def daemon_main(argv: list[str] | None = None) -> int:
     errors.require_privilege("it creates network namespaces and taps")
     refuse_if_served(cfg["run_dir"])
     limits.raise_nofile()
-    daemon = Daemon(cfg, me, args.state_dir, served)
+    try:
+        daemon = Daemon(cfg, me, args.state_dir, served)
+    except config.ConfigError as err:  # a vlans: group NSS no longer knows
+        log.error("%s", err)
+        return 2
     if not start_guard(cfg, daemon.manager.ep_uid):
         return 1
     daemon.manager.adopt(lookup)
