@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lan import sh
 from vlanlan import (
     SUBNET_A,
     SUBNET_B,
@@ -58,6 +59,8 @@ def test_the_serving_host_runs_the_gateway(world: World) -> None:
     assert [g["vlan_gid"] for g in json.loads(w.c.ask(2, "gateways").text)] == [w.gid_b]
     assert json.loads(w.c.ask(3, "gateways").text) == []
     assert len(dnsmasq_pids(gw["netns"])) == 1
+    inside = sh("ip", "netns", "pids", gw["netns"]).stdout.split()
+    assert inside == [str(gw["dnsmasq_pid"])], "dnsmasq alone: no DHCP client in a gateway"
     # Least privilege: dnsmasq runs as its own user, the lease directory stays root's.
     status = Path(f"/proc/{gw['dnsmasq_pid']}/status").read_text()
     uid = next(line.split()[1:4] for line in status.splitlines() if line.startswith("Uid:"))
