@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from lan import sh
 from natnet import OUTSIDE4, NatNet
-from vlanlan import SUBNET_A, World, gateway, resolve, vlan_world, wait_addr
+from vlanlan import SUBNET_A, World, gateway, lookup, resolve, vlan_world, wait_addr
 
 from vxvdex.services.vlans import default_domain
 
@@ -48,6 +48,9 @@ def test_a_nat_vlan_reaches_the_outside_through_its_gateway(world: NatWorld) -> 
     seen = net.probe(ns, outside=(OUTSIDE4, PORT))["outside"]
     assert seen == "outside 192.0.2.1", "masqueraded to h1's uplink address"
     assert resolve(ns, f"gw.{default_domain(w.group_a)}", gw["gateway4"]) == gw["gateway4"]
+    # Other names are forwarded to the host's resolvers (none of them answers on the
+    # simulated LAN: asked, not refused as with egress none).
+    assert "REFUSED" not in lookup(ns, "debian.org", gw["gateway4"])
 
 
 def test_a_vlan_without_egress_reaches_nothing_beyond_itself(world: NatWorld) -> None:

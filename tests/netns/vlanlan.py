@@ -127,10 +127,15 @@ def wait_addrs(namespaces: list[str], timeout: float = 60) -> dict[str, str]:
     return {ns: wait_addr(ns, timeout) for ns in namespaces}
 
 
+def lookup(ns: str, name: str, server: str) -> str:
+    """What busybox nslookup says when ns asks server for name's IPv4 address."""
+    res = sh(*in_ns(ns, "busybox", "nslookup", "-type=a", name, server), check=False, timeout=30)
+    return str(res.stdout + res.stderr)
+
+
 def resolve(ns: str, name: str, server: str) -> str | None:
     """The IPv4 address DNS server gives for name, asked from ns; None if none."""
-    res = sh(*in_ns(ns, "busybox", "nslookup", "-type=a", name, server), check=False, timeout=30)
-    answer = res.stdout.split("Name:", 1)
+    answer = lookup(ns, name, server).split("Name:", 1)
     found = re.findall(r"Address:\s*([0-9.]+)", answer[1]) if len(answer) == 2 else []
     return found[0] if found else None
 
