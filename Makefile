@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tcpdump nftables dnsmasq-base \
+APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tcpdump nftables dnsmasq-base udhcpc \
 	gcc make pkg-config libpam0g-dev pamtester openssh-server openssh-client util-linux procps \
 	login libvdeplug-dev
 PYTEST ?= $(VPY) -m pytest

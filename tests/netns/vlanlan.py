@@ -1,4 +1,5 @@
-"""Helpers of the VLAN services tests: served VLANs on a Cluster, users'
+"""Helpers of the VLAN services tests (busybox: udhcpc, nslookup; the udhcpc
+package of APT_PACKAGES brings it): served VLANs on a Cluster, users'
 addresses (from the DHCP client vxvdexd runs in their namespaces), leaves
 on a VLAN with a DHCP client the test runs itself, a resolver, what the
 gateway says.
