@@ -66,6 +66,11 @@ def test_the_serving_host_runs_the_gateway(world: World) -> None:
     status = Path(f"/proc/{gw['dnsmasq_pid']}/status").read_text()
     uid = next(line.split()[1:4] for line in status.splitlines() if line.startswith("Uid:"))
     assert uid == [str(dnsmasq.uid())] * 3
+    caps = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
+    allowed = 1 << 10 | 1 << 12 | 1 << 13  # net_bind_service, net_admin, net_raw
+    assert caps & ~allowed == 0, f"dnsmasq keeps {caps:#x}"
+    link = json.loads(sh("ip", "-n", gw["netns"], "-j", "link", "show", "vde0").stdout)[0]
+    assert link["address"] == gw["mac"]
     leases = w.c.state_dir(1) / "leases"
     assert (leases.stat().st_uid, leases.stat().st_mode & 0o022) == (0, 0)
 

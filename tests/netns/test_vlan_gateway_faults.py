@@ -108,6 +108,7 @@ def test_daemon_killed_readopts_the_gateway(world: World) -> None:
     w.c.start(1)
     after = gateway(w.c, 1, w.gid_a)
     assert (after["dnsmasq_pid"], after["endpoint_pid"]) == (before["dnsmasq_pid"], before["endpoint_pid"])
+    assert after["mac"] == before["mac"], "the gateway's MAC is stable"
     assert after["dnsmasq_alive"] and dnsmasq_pids(gw_ns(w)) == [before["dnsmasq_pid"]], "not duplicated"
     assert "adopted dnsmasq" in w.c.log(1)
     assert lease_lines(w) == leases

@@ -51,6 +51,11 @@ def test_a_nat_vlan_reaches_the_outside_through_its_gateway(world: NatWorld) -> 
     # Other names are forwarded to the host's resolvers (none of them answers on the
     # simulated LAN: asked, not refused as with egress none).
     assert "REFUSED" not in lookup(ns, "debian.org", gw["gateway4"])
+    # dnsmasq serves vde0 alone: not the veth to the host (up0, 169.254.88.2), not lo.
+    name = f"gw.{default_domain(w.group_a)}"
+    assert resolve(gw["netns"], name, gw["gateway4"]) == gw["gateway4"]
+    assert resolve(gw["netns"], name, "169.254.88.2") is None
+    assert resolve(gw["netns"], name, "127.0.0.1") is None
 
 
 def test_a_vlan_without_egress_reaches_nothing_beyond_itself(world: NatWorld) -> None:
