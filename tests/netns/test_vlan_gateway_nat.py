@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from lan import sh
+from lan import sh, wait_for
 from natnet import OUTSIDE4, NatNet
 from vlanlan import SUBNET_A, World, gateway, lookup, resolve, vlan_world, wait_addr
 
@@ -43,8 +43,9 @@ def test_a_nat_vlan_reaches_the_outside_through_its_gateway(world: NatWorld) -> 
     addr = wait_addr(ns)
     assert ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(SUBNET_A)
     gw = gateway(w.c, 1, w.gid_a)
-    assert sh("ip", "-n", ns, "route", "show", "default").stdout.split()[:3] == ["default", "via",
-                                                                                 gw["gateway4"]]
+    # The client's hook puts the route right after the address.
+    route = wait_for(lambda: sh("ip", "-n", ns, "route", "show", "default").stdout, what="a default route")
+    assert route.split()[:3] == ["default", "via", gw["gateway4"]]
     seen = net.probe(ns, outside=(OUTSIDE4, PORT))["outside"]
     assert seen == "outside 192.0.2.1", "masqueraded to h1's uplink address"
     assert resolve(ns, f"gw.{default_domain(w.group_a)}", gw["gateway4"]) == gw["gateway4"]
@@ -63,6 +64,9 @@ def test_a_vlan_without_egress_reaches_nothing_beyond_itself(world: NatWorld) ->
     user = w.c.user("shut", w.group_b)
     ns = w.c.open(3, user)
     wait_addr(ns)
+    # bound: the client's hook has done all it does (address, route if any, then its status)
+    wait_for(lambda: w.c.ask(3, f"status {user}").json()["ports"][0]["dhcp"]["state"] == "bound",
+             what="the lease bound")
     assert sh("ip", "-n", ns, "route", "show", "default").stdout == "", "no router by DHCP"
     gw4 = gateway(w.c, 2, w.gid_b)["gateway4"]
     sh("ip", "-n", ns, "route", "add", "default", "via", gw4)  # as root, by hand: still nothing
