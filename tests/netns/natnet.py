@@ -30,6 +30,8 @@ SERVER = 1  # the host that serves the VLANs
 SEND_UDP = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[3].startswith("--from="):
+    s.bind((sys.argv.pop(3)[7:], 0))
 for addr in sys.argv[3:]:
     try:
         s.sendto(sys.argv[1].encode(), (addr, int(sys.argv[2])))
@@ -122,9 +124,11 @@ class NatNet:
         assert next_line(proc) == "ready"
         return proc
 
-    def send_udp(self, ns: str, port: int, text: str, *addrs: str) -> None:
-        """One datagram from ns to each address (a refused send is no error)."""
-        self.lan.run(ns, sys.executable, "-c", SEND_UDP, text, str(port), *addrs)
+    def send_udp(self, ns: str, port: int, text: str, *addrs: str, source: str = "") -> None:
+        """One datagram from ns (from `source` if given) to each address (a
+        refused send is no error)."""
+        self.lan.run(ns, sys.executable, "-c", SEND_UDP, text, str(port),
+                     *((f"--from={source}",) if source else ()), *addrs)
 
     def probe(self, ns: str, timeout: float = 2.0, **targets: tuple[str, int]) -> dict[str, str | None]:
         """From ns, connect to every target at once: {name: "TAG SOURCE" or None}."""

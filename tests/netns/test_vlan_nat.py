@@ -128,6 +128,21 @@ def test_two_nat_vlans_on_one_server_never_reach_each_other(net: NatNet) -> None
                        "own": f"client{src.gid} {src.client_addr(1)}"}, f"from VLAN {src.gid}"
 
 
+def test_a_vlan_cannot_send_as_another(net: NatNet) -> None:
+    """A client of A that takes a source address of B (or of the outside) is
+    not forwarded: the replies would land in B (or leave the host as if it
+    spoke for that address)."""
+    a, b = net.vlan(4101, "192.0.2.128/27"), net.vlan(4102, "192.0.2.160/27")
+    net.attach(a)
+    net.attach(b)
+    listener = net.listen_udp(net.outside, 9999)
+    for i, spoofed in enumerate((b.client_addr(0), "192.0.2.50")):
+        net.lan.ip(a.clients[0], "addr", "add", f"{spoofed}/32", "dev", "eth0")
+        net.send_udp(a.clients[0], 9999, f"spoofed{i}", OUTSIDE4, source=spoofed)
+    net.send_udp(a.clients[0], 9999, "marker", OUTSIDE4, source=a.client_addr(0))
+    assert next_line(listener) == "marker"
+
+
 def test_egress_none_forwards_nothing(net: NatNet) -> None:
     host_listening(net)
     a, c = net.vlan(4101, "192.0.2.128/27"), net.vlan(4103, "192.0.2.192/27")

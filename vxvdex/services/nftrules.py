@@ -6,6 +6,9 @@ attached: it is replaced as a whole, atomically, by one `nft -f` run, and
 deleted as a whole. No other table is read or changed.
 
 What it promises, for traffic of the veths only:
+- prerouting: a packet from a veth whose source is not routed back through
+  that veth is dropped (reverse path check): a VLAN cannot send as another
+  VLAN, whose clients would get the replies, nor as any other address.
 - input: nothing from a VLAN reaches the host itself (no port, no address:
   the uplink's, the veth's, any other).
 - output: nothing from the host enters a VLAN (its local users are not
@@ -40,6 +43,10 @@ def ruleset(uplink: str, guard_uplink: bool) -> str:
         f"table {FAMILY} {TABLE}\n"
         f"delete table {FAMILY} {TABLE}\n"
         f"table {FAMILY} {TABLE} {{\n"
+        f"    chain prerouting {{\n"
+        f"        type filter hook prerouting priority filter; policy accept;\n"
+        f"        iifname {veths} fib saddr . iif oif missing drop\n"
+        f"    }}\n"
         f"    chain input {{\n"
         f"        type filter hook input priority filter; policy accept;\n"
         f"        iifname {veths} drop\n"
