@@ -97,6 +97,26 @@ def test_login_does_not_wait_for_a_silent_gateway(served: tuple[Cluster, str, Ga
     assert addr4(ns) == [lease["address"]]
 
 
+def test_lease_is_renewed(cluster: Cluster, tmp_path: Path) -> None:
+    """dnsmasq's shortest lease, 2 minutes: udhcpc renews after half of it."""
+    ga = f"vxa{cluster.tag}"
+    gid = cluster.group(ga)
+    alice = cluster.user("alice", ga)
+    cluster.extra_config = vlans_config(ga, domain=DOMAIN)
+    cluster.start(1)
+    ns = cluster.open(1, alice)
+    gw = Gateway(cluster, 2, gid, DOMAIN, tmp_path, lease="2m").start(port(cluster, 1, alice)["url"])
+    try:
+        first = bound(cluster, alice)
+        assert first["lease_time"] == 120 and first["event"] == "bound"
+        renewed = wait_for(lambda: (d := dhcp(cluster, alice))["obtained"] > first["obtained"] and d,
+                           timeout=100, what="a renewal")
+        assert renewed["event"] == "renew" and renewed["address"] == first["address"]
+        assert renewed["client_pid"] == first["client_pid"] and addr4(ns) == [first["address"]]
+    finally:
+        gw.stop_serving()
+
+
 def test_unserved_vlan_gets_no_client(cluster: Cluster) -> None:
     ga, gb = f"vxa{cluster.tag}", f"vxb{cluster.tag}"
     cluster.group(ga)

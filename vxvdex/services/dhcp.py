@@ -246,7 +246,8 @@ def lease_view(raw: dict, now: float) -> dict:
         return waiting
     if obtained + lease < now:
         return waiting
-    return {"state": "bound", "address": address, "lease_time": lease, "obtained": obtained,
+    return {"state": "bound", "event": _text(raw, "event"), "address": address, "lease_time": lease,
+            "obtained": obtained,
             "expires": obtained + lease, "server": _text(raw, "server"), "router": _text(raw, "router"),
             "dns": _text(raw, "dns").split(), "dns_domain": _text(raw, "domain")}
 
