@@ -73,6 +73,9 @@ def test_address_arrives_and_stays_the_same_after_relogin(served: tuple[Cluster,
     assert f" {address.ip} {alice}-h1 01:{mac}" in leases, leases
     resolv = Path(f"/etc/netns/{ns}/resolv.conf")
     assert resolv.read_text().splitlines()[1:] == [f"search {DOMAIN}", f"nameserver {gw.gw4}"]
+    # what runs in the namespace through `vxvdex-session exec` sees it as /etc/resolv.conf
+    seen = sh(*c.session_cmd(1, "exec", alice, "--", "cat", "/etc/resolv.conf")).stdout
+    assert seen == resolv.read_text()
     # The IPv6 address comes from the gateway's router advertisements
     wait_for(lambda: any(a.startswith(str(gw.prefix6.network_address).rstrip(":"))
                          for a in dhcp(c, alice)["addresses6"]), timeout=20, what="an address from RA")
