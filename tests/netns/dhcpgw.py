@@ -69,3 +69,14 @@ class Gateway:
         self.attach(url)
         self.serve()
         return self
+
+
+def served_alice(cluster: Cluster, workdir: Path, domain: str, lease: str = "1h") -> tuple[str, Gateway]:
+    """alice, on a VLAN served from h3 by the file, with h1's daemon started
+    and the gateway's stand-in (on h2) made but not yet attached."""
+    group = f"vxa{cluster.tag}"
+    gid = cluster.group(group)
+    alice = cluster.user("alice", group)
+    cluster.extra_config = vlans_config(group, domain=domain)
+    cluster.start(1)
+    return alice, Gateway(cluster, 2, gid, domain, workdir, lease=lease)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from dhcpgw import SUBNET, Gateway, vlans_config
+from dhcpgw import SUBNET, Gateway, served_alice, vlans_config
 from lan import sh, wait_for
 from provisioned import port
 
@@ -23,12 +23,7 @@ DOMAIN = "students.vx"
 @pytest.fixture
 def served(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Cluster, str, Gateway]]:
     """h1 with alice on a served VLAN whose gateway (dnsmasq) is on h2, not yet attached."""
-    ga = f"vxa{cluster.tag}"
-    gid = cluster.group(ga)
-    alice = cluster.user("alice", ga)
-    cluster.extra_config = vlans_config(ga, domain=DOMAIN)
-    cluster.start(1)
-    gw = Gateway(cluster, 2, gid, DOMAIN, tmp_path)
+    alice, gw = served_alice(cluster, tmp_path, DOMAIN)
     yield cluster, alice, gw
     gw.stop_serving()
 
@@ -102,13 +97,9 @@ def test_login_does_not_wait_for_a_silent_gateway(served: tuple[Cluster, str, Ga
 
 def test_lease_is_renewed(cluster: Cluster, tmp_path: Path) -> None:
     """dnsmasq's shortest lease, 2 minutes: udhcpc renews after half of it."""
-    ga = f"vxa{cluster.tag}"
-    gid = cluster.group(ga)
-    alice = cluster.user("alice", ga)
-    cluster.extra_config = vlans_config(ga, domain=DOMAIN)
-    cluster.start(1)
+    alice, gw = served_alice(cluster, tmp_path, DOMAIN, lease="2m")
     ns = cluster.open(1, alice)
-    gw = Gateway(cluster, 2, gid, DOMAIN, tmp_path, lease="2m").start(port(cluster, 1, alice)["url"])
+    gw.start(port(cluster, 1, alice)["url"])
     try:
         first = bound(cluster, alice)
         assert first["lease_time"] == 120 and first["event"] == "bound"

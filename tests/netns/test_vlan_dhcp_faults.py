@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cluster import ENDPOINT_USER, Cluster
-from dhcpgw import SUBNET, Gateway, vlans_config
+from dhcpgw import SUBNET, Gateway, served_alice, vlans_config
 from lan import sh, wait_for
 from provisioned import port
 from test_vlan_dhcp import DOMAIN, addr4, bound, dhcp
@@ -26,13 +26,9 @@ CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW = 10, 12, 13
 @pytest.fixture
 def leased(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Cluster, str, str, dict]]:
     """alice logged in on h1 with her lease from a gateway on h2."""
-    ga = f"vxa{cluster.tag}"
-    gid = cluster.group(ga)
-    alice = cluster.user("alice", ga)
-    cluster.extra_config = vlans_config(ga, domain=DOMAIN)
-    cluster.start(1)
+    alice, gw = served_alice(cluster, tmp_path, DOMAIN)
     ns = cluster.open(1, alice)
-    gw = Gateway(cluster, 2, gid, DOMAIN, tmp_path).start(port(cluster, 1, alice)["url"])
+    gw.start(port(cluster, 1, alice)["url"])
     yield cluster, alice, ns, bound(cluster, alice)
     gw.stop_serving()
 
