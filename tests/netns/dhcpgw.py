@@ -25,9 +25,10 @@ class Gateway:
     """dnsmasq serving one VLAN from a leaf on `host` (started by start())."""
 
     def __init__(self, cluster: Cluster, host: int, gid: int, domain: str, workdir: Path,
-                 subnet: ipaddress.IPv4Network = SUBNET, lease: str = "1h") -> None:
+                 subnet: ipaddress.IPv4Network = SUBNET, lease: str = "1h", ping: bool = True) -> None:
         self.cluster, self.host, self.gid, self.domain = cluster, host, gid, domain
         self.subnet, self.lease, self.dir = subnet, lease, workdir
+        self.ping = ping  # dnsmasq pings an address before offering it (up to 3 s per new client)
         self.gw4 = subnet.network_address + 1
         self.prefix6 = ipaddress.IPv6Network(((0xFD7864 << 104) | (gid << 80), 64))
         self.gw6 = self.prefix6.network_address + 1
@@ -58,6 +59,7 @@ class Gateway:
             "--no-resolv", "--no-hosts", "--enable-ra",
             f"--dhcp-range={self.prefix6.network_address},ra-only",
             "--log-dhcp", f"--log-facility={self.dir / 'dnsmasq.log'}", "--dhcp-authoritative",
+            *(() if self.ping else ("--no-ping",)),
             log=self.dir / "dnsmasq.out")
 
     def stop_serving(self) -> None:
