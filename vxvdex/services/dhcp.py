@@ -48,8 +48,7 @@ WAITING = "waiting for DHCP from the gateway"
 CAPS = "-all,+net_admin,+net_raw,+net_bind_service"
 # 5 discovers 1 s apart, then 3 s of quiet, forever: a gateway that comes up
 # later is found within ~8 s, and a VLAN without one sees 5 broadcasts per
-# 8 s per namespace. (The first discovers of a new namespace are often lost
-# for ~3 s, see the README: retrying each second makes up for most of it.)
+# 8 s per namespace.
 RETRY = ["-t", "5", "-T", "1", "-A", "3"]
 Key = tuple[str, str]   # (namespace, ifname)
 
