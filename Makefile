@@ -43,7 +43,7 @@ $(VENV)/.stamp: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login bench/pyfloor
+	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login bench/pyfloor bench/dhcp-clients
 	$(VENV)/bin/mypy vxvdex
 
 test-unit: venv
