@@ -3,11 +3,11 @@
 Which client: busybox's udhcpc (Debian package udhcpc), chosen by
 measurement (bench/dhcp-clients, 10 namespaces at once, each with a vde0):
 
-    client    PSS per namespace  first address  many namespaces at once
-    udhcpc    0.21 MB            220 ms         no files at all: ok
-    dhclient  0.99 MB            340 ms         ok with -pf/-lf per instance
-    dhcpcd    (privsep: 5 procs) 9.5 s          1 of 10: /run/dhcpcd/pid and
-                                                the control socket collide
+    client    PSS per instance     first address  many namespaces at once
+    udhcpc    0.11-0.21 MB         150-220 ms     no files at all: ok
+    dhclient  0.98 MB              340-680 ms     ok with -pf/-lf per instance
+    dhcpcd    1.45 MB (6 procs,    9.5-11 s       1 of 10: /run/dhcpcd/pid and
+              privilege sep.)                     the control socket collide
 
 udhcpc keeps no pid file, lease file or control socket unless asked, so
 namespaces that all call their tap vde0 cannot collide; one process per tap,
