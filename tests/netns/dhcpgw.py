@@ -25,9 +25,10 @@ class Gateway:
     """dnsmasq serving one VLAN from a leaf on `host` (started by start())."""
 
     def __init__(self, cluster: Cluster, host: int, gid: int, domain: str, workdir: Path,
-                 subnet: ipaddress.IPv4Network = SUBNET, lease: str = "1h") -> None:
+                 subnet: ipaddress.IPv4Network = SUBNET, lease: str = "1h", ping: bool = True) -> None:
         self.cluster, self.host, self.gid, self.domain = cluster, host, gid, domain
         self.subnet, self.lease, self.dir = subnet, lease, workdir
+        self.ping = ping  # dnsmasq pings an address before offering it (up to 3 s per new client)
         self.gw4 = subnet.network_address + 1
         self.prefix6 = ipaddress.IPv6Network(((0xFD7864 << 104) | (gid << 80), 64))
         self.gw6 = self.prefix6.network_address + 1
@@ -58,6 +59,7 @@ class Gateway:
             "--no-resolv", "--no-hosts", "--enable-ra",
             f"--dhcp-range={self.prefix6.network_address},ra-only",
             "--log-dhcp", f"--log-facility={self.dir / 'dnsmasq.log'}", "--dhcp-authoritative",
+            *(() if self.ping else ("--no-ping",)),
             log=self.dir / "dnsmasq.out")
 
     def stop_serving(self) -> None:
@@ -69,3 +71,14 @@ class Gateway:
         self.attach(url)
         self.serve()
         return self
+
+
+def served_alice(cluster: Cluster, workdir: Path, domain: str, lease: str = "1h") -> tuple[str, Gateway]:
+    """alice, on a VLAN served from h3 by the file, with h1's daemon started
+    and the gateway's stand-in (on h2) made but not yet attached."""
+    group = f"vxa{cluster.tag}"
+    gid = cluster.group(group)
+    alice = cluster.user("alice", group)
+    cluster.extra_config = vlans_config(group, domain=domain)
+    cluster.start(1)
+    return alice, Gateway(cluster, 2, gid, domain, workdir, lease=lease)

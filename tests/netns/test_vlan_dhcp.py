@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from dhcpgw import SUBNET, Gateway, vlans_config
+from dhcpgw import SUBNET, Gateway, served_alice, vlans_config
 from lan import sh, wait_for
 from provisioned import port
 
@@ -23,12 +23,7 @@ DOMAIN = "students.vx"
 @pytest.fixture
 def served(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Cluster, str, Gateway]]:
     """h1 with alice on a served VLAN whose gateway (dnsmasq) is on h2, not yet attached."""
-    ga = f"vxa{cluster.tag}"
-    gid = cluster.group(ga)
-    alice = cluster.user("alice", ga)
-    cluster.extra_config = vlans_config(ga, domain=DOMAIN)
-    cluster.start(1)
-    gw = Gateway(cluster, 2, gid, DOMAIN, tmp_path)
+    alice, gw = served_alice(cluster, tmp_path, DOMAIN)
     yield cluster, alice, gw
     gw.stop_serving()
 
@@ -73,6 +68,9 @@ def test_address_arrives_and_stays_the_same_after_relogin(served: tuple[Cluster,
     assert f" {address.ip} {alice}-h1 01:{mac}" in leases, leases
     resolv = Path(f"/etc/netns/{ns}/resolv.conf")
     assert resolv.read_text().splitlines()[1:] == [f"search {DOMAIN}", f"nameserver {gw.gw4}"]
+    # what runs in the namespace through `vxvdex-session exec` sees it as /etc/resolv.conf
+    seen = sh(*c.session_cmd(1, "exec", alice, "--", "cat", "/etc/resolv.conf")).stdout
+    assert seen == resolv.read_text()
     # The IPv6 address comes from the gateway's router advertisements
     wait_for(lambda: any(a.startswith(str(gw.prefix6.network_address).rstrip(":"))
                          for a in dhcp(c, alice)["addresses6"]), timeout=20, what="an address from RA")
@@ -95,6 +93,22 @@ def test_login_does_not_wait_for_a_silent_gateway(served: tuple[Cluster, str, Ga
     gw.start(port(c, 1, alice)["url"])  # the gateway comes: the address follows
     lease = bound(c, alice, timeout=30)
     assert addr4(ns) == [lease["address"]]
+
+
+def test_lease_is_renewed(cluster: Cluster, tmp_path: Path) -> None:
+    """dnsmasq's shortest lease, 2 minutes: udhcpc renews after half of it."""
+    alice, gw = served_alice(cluster, tmp_path, DOMAIN, lease="2m")
+    ns = cluster.open(1, alice)
+    gw.start(port(cluster, 1, alice)["url"])
+    try:
+        first = bound(cluster, alice)
+        assert first["lease_time"] == 120 and first["event"] == "bound"
+        renewed = wait_for(lambda: (d := dhcp(cluster, alice))["obtained"] > first["obtained"] and d,
+                           timeout=100, what="a renewal")
+        assert renewed["event"] == "renew" and renewed["address"] == first["address"]
+        assert renewed["client_pid"] == first["client_pid"] and addr4(ns) == [first["address"]]
+    finally:
+        gw.stop_serving()
 
 
 def test_unserved_vlan_gets_no_client(cluster: Cluster) -> None:

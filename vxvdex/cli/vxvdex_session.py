@@ -16,7 +16,6 @@ from vxvdex import __version__, config, control
 from vxvdex.cli import errors
 from vxvdex.cli import vxvdex_session_admin as admin
 from vxvdex.control import Answer, DaemonUnavailable
-from vxvdex.daemon import netns
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_UNMANAGED, EXIT_DENIED, EXIT_NONE = 0, 1, 2, 3, 4, 5, 6
 EXIT_NO_USER = 7
@@ -160,7 +159,9 @@ def run_exec(run_dir: Path, args: list[str]) -> int:
         sessions = ", ".join(s for f in found for s in f["sessions"]) or "none open"
         return fail(f"{who[0]} has {len(found)} session namespaces: name the session ({sessions})",
                     EXIT_USAGE)
-    os.execvp("nsenter", ["nsenter", f"--net={netns.path_of(found[0]['netns'])}", "--", *cmd])
+    # `ip netns exec`, not nsenter: the command also sees the namespace's
+    # /etc/netns/NAME files (resolv.conf of a served VLAN) and /sys, as a login does.
+    os.execvp("ip", ["ip", "netns", "exec", found[0]["netns"], *cmd])
 
 
 ADMIN_COMMANDS = {"exec": lambda run_dir, args, _json: run_exec(run_dir, args),

@@ -3,11 +3,11 @@
 Which client: busybox's udhcpc (Debian package udhcpc), chosen by
 measurement (bench/dhcp-clients, 10 namespaces at once, each with a vde0):
 
-    client    PSS per namespace  first address  many namespaces at once
-    udhcpc    0.21 MB            220 ms         no files at all: ok
-    dhclient  0.99 MB            340 ms         ok with -pf/-lf per instance
-    dhcpcd    (privsep: 5 procs) 9.5 s          1 of 10: /run/dhcpcd/pid and
-                                                the control socket collide
+    client    PSS per instance     first address  many namespaces at once
+    udhcpc    0.11-0.21 MB         150-220 ms     no files at all: ok
+    dhclient  0.98 MB              340-680 ms     ok with -pf/-lf per instance
+    dhcpcd    1.45 MB (6 procs,    9.5-11 s       1 of 10: /run/dhcpcd/pid and
+              privilege sep.)                     the control socket collide
 
 udhcpc keeps no pid file, lease file or control socket unless asked, so
 namespaces that all call their tap vde0 cannot collide; one process per tap,
@@ -46,10 +46,10 @@ from vxvdex.services.vlans import Vlan
 log = logging.getLogger("vxvdexd")
 WAITING = "waiting for DHCP from the gateway"
 CAPS = "-all,+net_admin,+net_raw,+net_bind_service"
-# 3 discovers 2 s apart, then 5 s of quiet, forever: a gateway that comes up
-# later is found within ~11 s, and a VLAN without one sees one broadcast
-# per ~4 s per namespace.
-RETRY = ["-t", "3", "-T", "2", "-A", "5"]
+# 5 discovers 1 s apart, then 3 s of quiet, forever: a gateway that comes up
+# later is found within ~8 s, and a VLAN without one sees 5 broadcasts per
+# 8 s per namespace.
+RETRY = ["-t", "5", "-T", "1", "-A", "3"]
 Key = tuple[str, str]   # (namespace, ifname)
 
 
@@ -246,7 +246,8 @@ def lease_view(raw: dict, now: float) -> dict:
         return waiting
     if obtained + lease < now:
         return waiting
-    return {"state": "bound", "address": address, "lease_time": lease, "obtained": obtained,
+    return {"state": "bound", "event": _text(raw, "event"), "address": address, "lease_time": lease,
+            "obtained": obtained,
             "expires": obtained + lease, "server": _text(raw, "server"), "router": _text(raw, "router"),
             "dns": _text(raw, "dns").split(), "dns_domain": _text(raw, "domain")}
 

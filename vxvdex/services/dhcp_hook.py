@@ -36,7 +36,7 @@ status() {
 				"$(clean "$serverid")" "$(clean "$router")" "$(clean "$dns")" "$(clean "$domain")"
 		fi
 		printf '}\n'
-	} > "$tmp" 2>/dev/null && mv -f "$tmp" "$VXVDEX_DHCP_STATUS" 2>/dev/null || rm -f "$tmp" 2>/dev/null
+	} > "$tmp" 2>/dev/null && mv -fT "$tmp" "$VXVDEX_DHCP_STATUS" 2>/dev/null || rm -f "$tmp" 2>/dev/null
 	return 0
 }
 case "$1" in
