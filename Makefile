@@ -5,9 +5,10 @@ SHELL := /bin/bash
 PYTHON := /usr/bin/python3
 VENV := .venv
 VPY := $(VENV)/bin/python
+# udhcpc (the VLANs' DHCP client, busybox's) has that name on Debian 12 and 13 alike.
 APT_PACKAGES := python3-venv python3-dev iproute2 iputils-ping vdeplug iperf3 tcpdump nftables \
 	gcc make pkg-config libpam0g-dev pamtester openssh-server openssh-client util-linux procps \
-	login libvdeplug-dev
+	login libvdeplug-dev udhcpc dnsmasq-base
 PYTEST ?= $(VPY) -m pytest
 DEB_OUT ?= dist
 # On a fresh machine unattended-upgrades (or another apt) may hold the dpkg
@@ -42,7 +43,7 @@ $(VENV)/.stamp: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login bench/pyfloor
+	$(VENV)/bin/ruff check vxvdex tests bench/dataplane bench/provision bench/login bench/pyfloor bench/dhcp-clients
 	$(VENV)/bin/mypy vxvdex
 
 test-unit: venv

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -212,24 +213,68 @@ static const char *vxvdex_rest(const char *answer, const char *word)
 	return answer[n] ? answer + n + 1 : answer + n;
 }
 
-/* Bind /etc/netns/NAME/x over /etc/x for each x, as `ip netns exec` does. Returns nothing (failures are logged). */
+/* Returns 1 if st is root's and only root may write it, else 0. */
+static int vxvdex_roots(const struct stat *st)
+{
+	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* Opens dir/name (no link followed) as a directory only root may change. Returns an fd, or -1. */
+static int vxvdex_open_roots_dir(int dir, const char *name)
+{
+	struct stat st;
+	int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !vxvdex_roots(&st))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Bind /etc/netns/NAME/x over /etc/x for each x, as `ip netns exec` does, but
+ * only what is root's: no link is followed (not in the path either), and a
+ * file or directory that another user owns or may write is skipped, so no
+ * user gets a file of their choice over /etc. Returns nothing (logged).
+ */
 static void vxvdex_bind_etc(pam_handle_t *pamh, const char *name)
 {
-	char dir[320], src[600], dst[320];
+	char src[64], dst[320];
 	struct dirent *e;
+	struct stat st;
+	int etc, dir, fd;
 	DIR *d;
 
-	snprintf(dir, sizeof(dir), "/etc/netns/%s", name);
-	d = opendir(dir);
-	if (d == NULL)
+	etc = vxvdex_open_roots_dir(AT_FDCWD, "/etc/netns");
+	if (etc < 0)
 		return;
+	dir = vxvdex_open_roots_dir(etc, name);
+	close(etc);
+	if (dir < 0)
+		return;
+	d = fdopendir(dir);
+	if (d == NULL) {
+		close(dir);
+		return;
+	}
 	while ((e = readdir(d)) != NULL) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
-		snprintf(src, sizeof(src), "%s/%s", dir, e->d_name);
+		fd = openat(dirfd(d), e->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) || !vxvdex_roots(&st)) {
+			pam_syslog(pamh, LOG_WARNING, "not binding /etc/netns/%s/%s: not a file or directory "
+				   "only root may write", name, e->d_name);
+			close(fd);
+			continue;
+		}
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
 		snprintf(dst, sizeof(dst), "/etc/%s", e->d_name);
 		if (mount(src, dst, "none", MS_BIND, NULL) != 0)
-			pam_syslog(pamh, LOG_WARNING, "bind %s over %s: %m", src, dst);
+			pam_syslog(pamh, LOG_WARNING, "bind /etc/netns/%s/%s over %s: %m", name, e->d_name, dst);
+		close(fd);
 	}
 	closedir(d);
 }

@@ -81,6 +81,10 @@ class Cluster:
     def netns_name(self, host: int, user: str) -> str:
         return f"{self.lan.prefix}-h{host}-{user}"
 
+    def state_dir(self, host: int) -> Path:
+        """Host's --state-dir (DHCP leases): never the machine's /var/lib/vxvdex."""
+        return self.dir / f"h{host}-state"
+
     def config_text(self, host: int) -> str:
         return (f"managed_groups: [{self.managed}]\nrun_dir: {self.run_dir(host)}\n"
                 f"netns_name: {self.lan.prefix}-h{host}-{{user}}\n{self.extra_config}")
@@ -91,7 +95,9 @@ class Cluster:
         rd.mkdir(parents=True, exist_ok=True)
         cfg = self.dir / f"h{host}.yaml"
         cfg.write_text(self.config_text(host))
+        # Simulated hosts share one UTS name: each is told its own (h1, h2 ...).
         proc = self.lan.spawn(self.lan.host(host), tool("vxvdexd"), "--config", str(cfg),
+                              "--host-name", f"h{host}", "--state-dir", str(self.state_dir(host)),
                               log=self.dir / f"vxvdexd-h{host}.log", host_mounts=True)
         self.daemons[host] = proc
         wait_for(lambda: proc.poll() is not None or self._answers(host), timeout=15,

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 NETNS_DIR = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess:
@@ -179,6 +180,8 @@ class Lan:
         for ns in [*reversed(self.namespaces), *leftovers(self.prefix + "-")]:
             _kill_ns_pids(ns)
             sh("ip", "netns", "del", ns, check=False)
+            # What daemons of this run put there (a served namespace's resolv.conf).
+            shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
         self.namespaces.clear()
 
     def __enter__(self) -> Lan:

@@ -50,7 +50,8 @@ MAX_ANSWER = 1 << 20        # an answer (`list` of many users is long)
 SO_SNDBUFFORCE = 32
 WORD_RE = re.compile(r"^[A-Za-z0-9_.@$-]{1,64}$")
 VERBS = {"open": (1, 2), "close": (1, 2), "status": (0, 2), "list": (0, 1), "reprovision": (0, 2),
-         "up": (0, 2), "down": (0, 2), "version": (0, 0), "remove": (1, 2)}
+         "up": (0, 2), "down": (0, 2), "version": (0, 0), "remove": (1, 2),
+         "gateways": (0, 0)}
 
 
 class ProtocolError(ValueError):

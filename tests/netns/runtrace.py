@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster import ENDPOINT_USER, Cluster
-from lan import NETNS_DIR, leftovers
+from lan import ETC_NETNS, NETNS_DIR, leftovers
 
 from vxvdex.daemon import netns
 
@@ -63,6 +63,7 @@ class RunTrace:
     def left(self) -> list[str]:
         """What of the run still exists (nothing, after Cluster.close())."""
         found = [f"namespace {n}" for n in leftovers(self.prefix + "-")]
+        found += [f"directory {p}" for p in ETC_NETNS.glob(self.prefix + "-*")]
         found += [f"process {pid}" for pid, started in self.procs.items() if start_time(pid) == started]
         found += [f"user {u}" for u in self.users if _known(pwd.getpwnam, u)]
         found += [f"group {g}" for g in self.groups if _known(grp.getgrnam, g)]

@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ from vxvdex import __version__, config, control
 from vxvdex.cli import errors
 from vxvdex.cli import vxvdex_session_admin as admin
 from vxvdex.control import Answer, DaemonUnavailable
-from vxvdex.daemon import netns
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_UNMANAGED, EXIT_DENIED, EXIT_NONE = 0, 1, 2, 3, 4, 5, 6
 EXIT_NO_USER = 7
@@ -26,7 +26,8 @@ commands:
                         your namespace (root: USER's): interfaces, VLAN gid, group,
                         learned peers, counters, endpoint health; with scope: session
                         every session's, or the one named
-  list                  every provisioned user on this host (root)
+  list                  every provisioned user on this host, and the gateways of the
+                        VLANs it serves with their lease counts (root)
   reprovision [USER [SESSION]]
                         repair: re-pin the namespace, re-create taps, restart endpoints
                         that are gone, hung or stale (see status)
@@ -105,8 +106,41 @@ def show_status(s: dict) -> None:
         if p.get("stale"):
             print(f"    STALE: the endpoint serves {p['stale']}: "
                   f"run `vxvdex-session reprovision {s['user']}`")
+        if p.get("dhcp"):
+            show_dhcp(p["dhcp"])
         for peer in ep.get("peers", []):
             print(f"    peer {peer['mac']} at {peer['address']} port {peer['port']} ({peer['age']} s ago)")
+
+
+def show_gateway(g: dict) -> None:
+    health = "running" if g["dnsmasq_alive"] else "DOWN"
+    print(f"gateway {g['netns']}: VLAN {g['group']} (gid {g['vlan_gid']}), {g['gateway4']} on "
+          f"{g['subnet']}, {g['gateway6']} on {g['prefix6']}, domain {g['domain']}, egress {g['egress']}")
+    print(f"  dnsmasq pid {g['dnsmasq_pid']} {health}, restarts {g['dnsmasq_restarts']}, "
+          f"leases {g['leases']} ({g['lease_file']}); endpoint pid {g['endpoint_pid']} "
+          f"{'running' if g['endpoint_alive'] else 'DOWN'}")
+
+
+def gateways(run_dir: Path) -> list[dict]:
+    """The gateways this host serves (none from a daemon older than the verb)."""
+    answer = control.ask(run_dir, "gateways")
+    found = answer.json() if answer.status == "ok" else []
+    return found if isinstance(found, list) else []
+
+
+def show_dhcp(d: dict) -> None:
+    """The VLAN service of one tap: gateway, domain, egress, the lease, the addresses."""
+    print(f"    gateway {d['gateway4']} / {d['gateway6']}, domain {d['domain']}, egress {d['egress']}, "
+          f"DHCP client pid {d['client_pid']} {'running' if d['client_alive'] else 'DOWN'}, "
+          f"restarts {d['client_restarts']}")
+    if d["state"] == "bound":
+        left = max(0, int(d["expires"] - time.time()))
+        print(f"    IPv4 {d['address']} from {d['server']}, lease {d['lease_time']} s "
+              f"({left} s left), DNS {' '.join(d['dns']) or '-'}")
+    else:
+        print(f"    IPv4: {d['state']}")
+    for a6 in d.get("addresses6", []):
+        print(f"    IPv6 {a6}")
 
 
 def run_exec(run_dir: Path, args: list[str]) -> int:
@@ -125,7 +159,9 @@ def run_exec(run_dir: Path, args: list[str]) -> int:
         sessions = ", ".join(s for f in found for s in f["sessions"]) or "none open"
         return fail(f"{who[0]} has {len(found)} session namespaces: name the session ({sessions})",
                     EXIT_USAGE)
-    os.execvp("nsenter", ["nsenter", f"--net={netns.path_of(found[0]['netns'])}", "--", *cmd])
+    # `ip netns exec`, not nsenter: the command also sees the namespace's
+    # /etc/netns/NAME files (resolv.conf of a served VLAN) and /sys, as a login does.
+    os.execvp("ip", ["ip", "netns", "exec", found[0]["netns"], *cmd])
 
 
 ADMIN_COMMANDS = {"exec": lambda run_dir, args, _json: run_exec(run_dir, args),
@@ -170,11 +206,15 @@ def session_main(argv: list[str] | None = None) -> int:
         return fail(hint or answer.text, exit_code(answer))
     if a.command in ("status", "list"):
         data: Any = answer.json()
+        # list: gateway entries ("kind": "gateway") follow the users' ones.
+        served = gateways(run_dir) if a.command == "list" else []
         if a.json:
-            print(json.dumps(data, indent=1))
+            print(json.dumps(data + served if served else data, indent=1))
         else:
             for s in data if isinstance(data, list) else [data]:
                 show_status(s)
+            for g in served:
+                show_gateway(g)
     else:
         print(f"{a.command}: done")
     return EXIT_OK

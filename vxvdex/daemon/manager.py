@@ -38,7 +38,7 @@ from vxvdex.daemon.supervisor import Backoff, ProcInfo, Watcher, Zygote
 from vxvdex.daemon.users import User, extra_gids
 from vxvdex.dataplane import wire
 from vxvdex.dataplane.endpoint import Spec
-from vxvdex.services import vlans
+from vxvdex.services import dhcp, names, resolv, vlans
 
 log = logging.getLogger("vxvdexd")
 READY_TIMEOUT = 3.0
@@ -85,16 +85,20 @@ class UserNs:
 class Manager:
     """The daemon's state and every operation on it."""
 
-    def __init__(self, cfg: Config, underlay_mtu: int) -> None:
+    def __init__(self, cfg: Config, underlay_mtu: int, host_name: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir: Path = cfg["run_dir"]
         self.status_dir: Path = self.run_dir / "endpoints"
-        self.host_id = provision.host_id(self.run_dir, vlans.this_host(),
+        # vxvdexd --host-name (simulated hosts share one UTS name)
+        self.host_name = host_name or vlans.this_host()
+        self.host_id = provision.host_id(self.run_dir, self.host_name,
                                          cfg["network.uplink"] or provision.default_uplink())
         self.mtu = cfg.tap_mtu(underlay_mtu)
         ep = pwd.getpwnam(cfg["endpoint_user"])
         self.ep_uid, self.ep_gid = ep.pw_uid, ep.pw_gid
         self.users: dict[str, UserNs] = {}
+        self.others: dict[str, UserNs] = {}  # namespaces of the VLAN services (gateways)
+        self.not_users = names.gateway_pattern(cfg)
         self.lock = threading.Lock()
         self.save_lock = threading.Lock()  # one writer of state.json at a time
         self.dirty = False
@@ -108,6 +112,8 @@ class Manager:
         self.save_wanted = threading.Event()
         threading.Thread(target=self._saver, name="saver", daemon=True).start()
         self._prepare_dirs()
+        self.dhcp = dhcp.DhcpClients(self.run_dir, self.status_dir, self.ep_uid, self.ep_gid,
+                                     vlans.resolve(cfg), self.host_name)
 
     def _prepare_dirs(self) -> None:
         self.run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -238,6 +244,25 @@ class Manager:
     # ---- provisioning ----------------------------------------------------------
     def ensure(self, entry: UserNs) -> bool:
         """Make everything of entry exist and run; idempotent. True if it changed anything."""
+        changed = self._ensure_endpoints(entry)
+        self._ensure_services(entry)
+        return changed
+
+    def _ensure_services(self, entry: UserNs) -> None:
+        """The DHCP clients of served VLANs (started, never waited for) and the
+        namespace's resolv.conf; nothing at all for unserved VLANs."""
+        if self.not_users.fullmatch(entry.name):
+            return  # a gateway: it is the DHCP server, not a client
+        served = self.dhcp.served(entry.ports)
+        if not served or entry.ns_fd is None:
+            return
+        try:
+            if self.dhcp.ensure(entry.name, entry.user.name, entry.ports, os.fstat(entry.ns_fd).st_ino):
+                resolv.write(entry.name, [vlan for _port, vlan in served])
+        except OSError as err:
+            log.error("could not start the DHCP service of %s: %s (the collector retries)", entry.name, err)
+
+    def _ensure_endpoints(self, entry: UserNs) -> bool:
         t0 = time.monotonic()
         if not netns.exists(entry.name) and entry.ns_fd is not None:
             log.warning("%s was unpinned by hand: pinning it again", entry.name)
@@ -341,7 +366,7 @@ class Manager:
         name: str = key[0]
         ifname: str = key[1]
         with self.lock:
-            entry = self.users.get(name)
+            entry = self.users.get(name) or self.others.get(name)
         if entry is None:
             return
         with entry.lock:
@@ -515,7 +540,8 @@ class Manager:
         creating the file and the bind mount) are removed."""
         names = []
         try:
-            candidates = [e.name for e in os.scandir(netns.NETNS_RUN_DIR) if self.name_re.fullmatch(e.name)]
+            candidates = [e.name for e in os.scandir(netns.NETNS_RUN_DIR)
+                          if self.name_re.fullmatch(e.name) and not self.not_users.fullmatch(e.name)]
         except OSError:
             return []
         for name in candidates:
@@ -534,6 +560,40 @@ class Manager:
         groups = match.groupdict() if match else {}
         return groups.get("user") if "session" not in groups else None
 
+    # ---- namespaces of the VLAN services ------------------------------------------
+    def serve_other(self, entry: UserNs) -> bool:
+        """Keep entry (a gateway's namespace, not a user's) like a user's: its
+        endpoint found on the machine and adopted, or started, and restarted
+        when it ends. Call with entry.lock held; True if anything was made."""
+        with self.lock:
+            self.others[entry.name] = entry
+        if entry.ns_fd is None and netns.exists(entry.name):
+            self._hold(entry)
+            self._adopt_found(entry, self._found(netns.inode(entry.name)))
+        return self.ensure(entry)
+
+    def end_other(self, name: str) -> None:
+        """End the endpoints serving namespace `name` (found on the machine) and unpin it."""
+        with self.lock:
+            entry = self.others.pop(name, None)
+        if entry is not None:
+            with entry.lock:
+                entry.closing = True
+                self._stop_endpoints(entry)
+                if entry.ns_fd is not None:
+                    os.close(entry.ns_fd)
+        if netns.exists(name):
+            for found in self._found(netns.inode(name)).values():
+                for pidfd, _info in found:
+                    supervisor.terminate(pidfd)
+                    os.close(pidfd)
+        netns.remove(name)
+
+    def endpoint_state(self, entry: UserNs, ifname: str) -> tuple[int | None, bool]:
+        """The pid of entry's endpoint on ifname and whether it runs."""
+        pid = entry.pids.get(ifname)
+        return pid, self.watcher.running((entry.name, ifname), pid)
+
     # ---- up / down / teardown --------------------------------------------------
     def set_up(self, entry: UserNs, up: bool) -> None:
         with entry.lock:
@@ -549,6 +609,8 @@ class Manager:
                 entry.ns_fd = None
             for port in entry.ports:
                 self.status_path(entry, port).unlink(missing_ok=True)
+            self.dhcp.stop(entry.name)
+            resolv.remove(entry.name)
             netns.remove(entry.name)
             with self.lock:
                 self.users.pop(entry.name, None)
@@ -587,6 +649,7 @@ class Manager:
                 self._repin(entry)
             if self._missing(entry):
                 self.repair(entry)
+            self._ensure_services(entry)
         except (OSError, SessionError) as err:
             log.error("could not repair %s: %s", entry.name, err)
 
@@ -647,6 +710,7 @@ class Manager:
         state = self._load_state()
         found = self._found()
         self._repin_lost(state, found)
+        self.dhcp.scan()
         for name in sorted(set(state) | set(self._our_pins())):
             try:
                 self._adopt_one(name, state.get(name, {}), lookup, found)
@@ -657,6 +721,7 @@ class Manager:
         for leftover in found.values():  # endpoints of namespaces not ours, or kept unresolved
             for pidfd, _info in leftover:
                 os.close(pidfd)
+        self.dhcp.end_unclaimed()
         self.save()
 
     def _adopt_one(self, name: str, saved: dict, lookup: Callable[[str], User],
@@ -722,6 +787,11 @@ class Manager:
                           "endpoint_alive": self.watcher.running((entry.name, port.ifname), pid),
                           "restarts": entry.restarts.get(port.ifname, 0), "endpoint": ep,
                           "stale": self.stale(entry, port) if pid is not None else None})
+            service = self.dhcp.status(entry.name, port, _read_status)
+            if service is not None:
+                if detail:
+                    service["addresses6"] = dhcp.addresses(entry.name, port.ifname)
+                ports[-1]["dhcp"] = service
         return {"user": entry.user.name, "uid": entry.user.uid, "gid": entry.user.gid,
                 "netns": entry.name, "pinned": netns.exists(entry.name),
                 "sessions": sorted(entry.sessions), "ports": ports}

@@ -110,11 +110,20 @@ def link_up(name: str) -> None:
     tapmod.set_up(name)
 
 
+def accept_ra(ifname: str) -> None:
+    """The kernel takes IPv6 addresses from the gateway's router advertisements
+    on this tap (written, not assumed: a host may change the defaults new
+    namespaces get); the user, without CAP_NET_ADMIN, cannot turn it off."""
+    for knob in ("accept_ra", "autoconf"):
+        Path(f"/proc/sys/net/ipv6/conf/{ifname}/{knob}").write_text("1\n")
+
+
 def ensure_port(port: Port) -> int:
     """Create or attach the persistent tap of `port`, configure it, return an fd."""
     fd = tapmod.attach(port.ifname)
     try:
         tapmod.persist(fd)
+        accept_ra(port.ifname)
         tapmod.set_mac(port.ifname, port.mac)
         tapmod.set_mtu(port.ifname, port.mtu)
         tapmod.set_up(port.ifname)

@@ -28,9 +28,12 @@ from vxvdex.daemon import ctlserver, limits
 from vxvdex.daemon.manager import Manager, SessionError, UserNs
 from vxvdex.daemon.users import DirectoryError, User, check_host, is_managed, lookup
 from vxvdex.guard import portguard
+from vxvdex.services import vlans
+from vxvdex.services.gateway import Gateways
 
 log = logging.getLogger("vxvdexd")
 COLLECT_EVERY = 2.0
+DEFAULT_STATE_DIR = Path("/var/lib/vxvdex")
 
 
 def underlay_mtu(cfg: config.Config) -> int:
@@ -64,15 +67,20 @@ class Unmanaged(Exception):
 
 
 class Daemon:
-    def __init__(self, cfg: config.Config) -> None:
+    def __init__(self, cfg: config.Config, host_name: str | None = None, state_dir: Path = DEFAULT_STATE_DIR,
+                 served: dict[int, vlans.Vlan] | None = None) -> None:
         self.cfg = cfg
-        self.manager = Manager(cfg, underlay_mtu(cfg))
+        # Simulated hosts share one UTS name: the host name may be given.
+        self.host_name = host_name or vlans.this_host()
+        self.manager = Manager(cfg, underlay_mtu(cfg), self.host_name)
+        self.state_dir = state_dir
+        self.gateways = Gateways(self.manager, served or {}, self.host_name, state_dir)
         self.stopping = threading.Event()
         self.handlers: dict[str, Callable[[Request, Caller], tuple[str, int | None]]] = {
             "open": self.do_open, "close": self.do_close, "status": self.do_status, "list": self.do_list,
             "reprovision": self.do_reprovision, "up": self.do_up, "down": self.do_down,
             "version": lambda req, caller: (f"ok {__version__}", None),
-            "remove": self.do_remove,
+            "remove": self.do_remove, "gateways": self.do_gateways,
         }
 
     # ---- authorisation -------------------------------------------------------
@@ -142,6 +150,12 @@ class Daemon:
             raise ProtocolError("list takes no argument, or a MAC as 12 hex digits")
         peer_mac = None if mac is None else ":".join(mac[i:i + 2] for i in range(0, 12, 2))
         return "ok " + json.dumps(self.manager.all_status(peer_mac)), None
+
+    def do_gateways(self, req: Request, caller: Caller) -> tuple[str, int | None]:
+        import json
+        if caller.uid != 0:
+            raise SessionError("EPERM", "only root may list the gateways")
+        return "ok " + json.dumps(self.gateways.status()), None
 
     def do_reprovision(self, req: Request, caller: Caller) -> tuple[str, int | None]:
         user = self.managed(req, caller)
@@ -221,6 +235,10 @@ class Daemon:
                 self.manager.collect(time.monotonic())
             except Exception:
                 log.exception("collecting namespaces")
+            try:
+                self.gateways.collect()
+            except Exception:
+                log.exception("keeping the gateways")
 
 
 def start_guard(cfg: config.Config, endpoint_uid: int) -> bool:
@@ -254,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     return errors.run("vxvdexd", daemon_main, argv)
 
 
+def host_name(text: str) -> str:
+    """--host-name: a short host name, as hosts: lists it."""
+    if not vlans.HOST_RE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a short host name (lowercase letters, digits, -)")
+    return text
+
+
 def refuse_if_served(run_dir: Path) -> None:
     """Raise Unfit if another vxvdexd answers on run_dir's control socket:
     listen() would take the socket over and leave two daemons fighting."""
@@ -272,6 +297,10 @@ def daemon_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="check the configuration and exit")
     ap.add_argument("--remove-guard", action="store_true",
                     help="remove the port guard of this network namespace and exit (package removal)")
+    ap.add_argument("--host-name", type=host_name, default=None,
+                    help="this host's name as hosts: and vlans: name it (default: the short host name)")
+    ap.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                    help="where DHCP leases are kept (default: %(default)s)")
     ap.add_argument("--version", action="version", version=f"vxvdexd {__version__}")
     args = ap.parse_args(argv)
     if args.remove_guard:
@@ -279,9 +308,14 @@ def daemon_main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(args.config)
         check_host(cfg)
+        served = vlans.resolve(cfg)
     except config.ConfigError as err:
         print(f"vxvdexd: {err}", file=sys.stderr)
         return 2
+    me = args.host_name or vlans.this_host()
+    if served and cfg["hosts"] and me not in cfg["hosts"]:
+        print(f"vxvdexd: warning: this host ({me}) is not one of hosts: in {cfg.source}; it serves no "
+              "VLAN (give --host-name, or add it to hosts:)", file=sys.stderr)
     if args.check:
         for problem in modparams.disagreements(cfg):
             print(f"vxvdexd: warning: {problem}", file=sys.stderr)
@@ -293,10 +327,15 @@ def daemon_main(argv: list[str] | None = None) -> int:
     errors.require_privilege("it creates network namespaces and taps")
     refuse_if_served(cfg["run_dir"])
     limits.raise_nofile()
-    daemon = Daemon(cfg)
+    try:
+        daemon = Daemon(cfg, me, args.state_dir, served)
+    except config.ConfigError as err:  # a vlans: group NSS no longer knows
+        log.error("%s", err)
+        return 2
     if not start_guard(cfg, daemon.manager.ep_uid):
         return 1
     daemon.manager.adopt(lookup)
+    daemon.gateways.start()
     sock = daemon.listen()
 
     def stop(*_: object) -> None:
