@@ -34,8 +34,15 @@ def leased(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Cluster, str, str
 
 
 def clients_in(ns: str) -> list[int]:
-    return [int(p) for p in sh("ip", "netns", "pids", ns).stdout.split()
-            if "udhcpc" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    """The udhcpc processes in ns (the hook's short-lived processes come and go meanwhile)."""
+    found = []
+    for pid in sh("ip", "netns", "pids", ns).stdout.split():
+        try:
+            if b"udhcpc" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def valid_lft(ns: str) -> int:
