@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from vxvdex.services import resolv
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 NETNS_DIR = Path("/run/netns")
@@ -180,7 +182,9 @@ class Lan:
         for ns in [*reversed(self.namespaces), *leftovers(self.prefix + "-")]:
             _kill_ns_pids(ns)
             sh("ip", "netns", "del", ns, check=False)
-            _remove_etc_netns(ns)
+            # what a daemon wrote for it (a served VLAN's resolv.conf): daemons
+            # are ended, not asked to remove their namespaces
+            resolv.remove(ns)
         self.namespaces.clear()
 
     def __enter__(self) -> Lan:
@@ -198,17 +202,6 @@ def _kill_ns_pids(ns: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
-
-
-def _remove_etc_netns(ns: str) -> None:
-    """What a daemon wrote for a namespace of ours (a served VLAN's resolv.conf):
-    daemons are ended, not asked to remove their namespaces."""
-    folder = ETC_NETNS / ns
-    (folder / "resolv.conf").unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
 
 
 def leftovers(prefix: str) -> list[str]:
