@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from vxvdex.services import resolv
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 NETNS_DIR = Path("/run/netns")
@@ -180,8 +182,9 @@ class Lan:
         for ns in [*reversed(self.namespaces), *leftovers(self.prefix + "-")]:
             _kill_ns_pids(ns)
             sh("ip", "netns", "del", ns, check=False)
-            # What daemons of this run put there (a served namespace's resolv.conf).
-            shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
+            # what a daemon wrote for it (a served VLAN's resolv.conf): daemons
+            # are ended, not asked to remove their namespaces
+            resolv.remove(ns)
         self.namespaces.clear()
 
     def __enter__(self) -> Lan:

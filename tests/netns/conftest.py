@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from lan import Lan, leftovers
+from lan import ETC_NETNS, Lan, leftovers
 from runtrace import RunTrace, running_cluster
 
 
@@ -36,6 +36,8 @@ def nothing_left_behind() -> Iterator[None]:
     if os.geteuid() == 0:
         left = [name for prefix in prefixes for name in leftovers(prefix + "-")]
         assert left == [], "test namespaces left behind"
+        etc = [p.name for prefix in prefixes for p in ETC_NETNS.glob(f"{prefix}-*")]
+        assert etc == [], "/etc/netns entries of test namespaces left behind"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +35,15 @@ def leased(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Cluster, str, str
 
 
 def clients_in(ns: str) -> list[int]:
-    return [int(p) for p in sh("ip", "netns", "pids", ns).stdout.split()
-            if "udhcpc" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    """The udhcpc processes in ns (the hook's short-lived processes come and go meanwhile)."""
+    found = []
+    for pid in sh("ip", "netns", "pids", ns).stdout.split():
+        try:
+            if b"udhcpc" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def valid_lft(ns: str) -> int:
@@ -104,6 +112,8 @@ def test_status_path_taken_by_a_link_or_a_directory(leased: tuple[Cluster, str, 
     path.unlink()
     path.mkdir()
     (path / "x").write_text("")
+    ep = pwd.getpwnam(ENDPOINT_USER)
+    os.chown(path, ep.pw_uid, ep.pw_gid)  # as the client's own uid could make it
     renew_and_wait(ns, lease["client_pid"])  # the hook cannot write its status now
     assert os.listdir(path) == ["x"], "the hook wrote nothing into the directory"
     assert dhcp(c, alice)["state"] == "waiting for DHCP from the gateway"

@@ -14,6 +14,9 @@ import pytest
 from pamtest import Daemon, stack
 from test_module import PAM_SUCCESS, h1, people, probe_in_shared_mounts  # noqa: F401 - fixtures
 
+from vxvdex import control
+from vxvdex.services import vlans
+
 
 def test_only_roots_files_are_bound(module: Path, pam_service: Callable[[str], str],
                                     h1: Daemon, people: dict[str, str],  # noqa: F811
@@ -49,3 +52,27 @@ def test_only_roots_files_are_bound(module: Path, pam_service: Callable[[str], s
             conf.rmdir()
         if made_etc_netns and etc_netns.exists():
             etc_netns.rmdir()
+
+
+def test_login_on_a_served_vlan_resolves_through_the_gateway(
+        module: Path, pam_service: Callable[[str], str], daemons: Callable[..., Daemon],
+        people: dict[str, str]) -> None:  # noqa: F811
+    """A real login (python-pam) of a user whose VLAN has a vlans: entry: it
+    opens at once though no gateway answers, and /etc/resolv.conf in the
+    session is the one vxvdexd wrote for the namespace."""
+    host, alice = vlans.this_host(), people["alice"]
+    d = daemons(1, [people["ga"], people["gb"]], hosts=f"[{host}]",
+                vlans=f"{{{people['ga']}: {{subnet: 192.0.2.128/26, server: {host}, domain: a.vx}}}}")
+    conf = Path("/etc/netns") / d.netns(alice)
+    try:
+        service = pam_service(stack(module, f"socket={d.socket} mountns"))
+        out, _parent = probe_in_shared_mounts(service, alice)
+        assert out["open"] == PAM_SUCCESS, out
+        assert out["resolv_conf"] == (conf / "resolv.conf").read_text()
+        assert out["resolv_conf"].splitlines()[1:] == ["search a.vx", "nameserver 192.0.2.129"]
+        status = control.ask(d.run_dir, f"status {alice}").json()
+        assert status["ports"][0]["dhcp"]["state"] == "waiting for DHCP from the gateway"
+    finally:
+        (conf / "resolv.conf").unlink(missing_ok=True)  # the daemon is stopped, not told to remove
+        if conf.exists():
+            conf.rmdir()
