@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 import struct
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vxvdex.dataplane import tap as tapmod
+
+log = logging.getLogger("vxvdexd")
 
 # Who may open ICMP datagram sockets (unprivileged ping; Debian 13's ping has
 # no file capability and relies on it). Per namespace; a new one says "1 0".
@@ -65,10 +68,15 @@ def host_id(run_dir: Path, host_name: str, uplink: str | None,
     except OSError:
         machine = ""
     made = identity(machine, host_name, permanent_mac(uplink) if uplink else None, run_dir)
-    run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     tmp = kept.with_name(f".{HOST_ID_FILE}.tmp")
-    tmp.write_text(made + "\n")
-    tmp.replace(kept)
+    try:
+        run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp.write_text(made + "\n")
+        tmp.replace(kept)
+    except OSError as err:  # a full run directory: serve anyway, the inputs give the same MACs
+        tmp.unlink(missing_ok=True)
+        log.warning("cannot keep %s (%s): MACs are made from the host's identity until it can be "
+                    "written", kept, err.strerror)
     return made
 
 
