@@ -26,6 +26,13 @@
 #define VXVDEX_MAX_PORTS	4
 #define VXVDEX_MAX_SOCKETS	1048576
 
+/* Since 6.19 bind() takes the address as a struct sockaddr_unsized (Kbuild). */
+#ifdef VXVDEX_HAVE_SOCKADDR_UNSIZED
+#define vxvdex_bind_addr	sockaddr_unsized
+#else
+#define vxvdex_bind_addr	sockaddr
+#endif
+
 /* Since 6.2-ish a family may see SOL_SOCKET setsockopt; 6.1 cannot. */
 #ifdef SOCK_CUSTOM_SOCKOPT
 #define VXVDEX_HAVE_CUSTOM_SOCKOPT 1

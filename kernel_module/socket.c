@@ -116,7 +116,7 @@ static int vxvdex_bind_locked(struct vxvdex_sock *vs, struct vxvdex_key *key)
 			return err;
 	}
 	len = vxvdex_key_to_sockaddr(key, &ss);
-	err = kernel_bind(vs->lower, (struct sockaddr *)&ss, len);
+	err = kernel_bind(vs->lower, (struct vxvdex_bind_addr *)&ss, len);
 	if (!err)
 		err = kernel_getsockname(vs->lower, (struct sockaddr *)&ss);
 	if (err >= 0)
@@ -129,13 +129,14 @@ static int vxvdex_bind_locked(struct vxvdex_sock *vs, struct vxvdex_key *key)
 	return err;
 }
 
-static int vxvdex_bind(struct socket *sock, struct sockaddr *uaddr, int len)
+static int vxvdex_bind(struct socket *sock, struct vxvdex_bind_addr *uaddr,
+		       int len)
 {
 	struct vxvdex_sock *vs = vxvdex_sk(sock->sk);
 	struct vxvdex_key key;
 	int err;
 
-	err = vxvdex_key_from_sockaddr(vs, uaddr, len, &key);
+	err = vxvdex_key_from_sockaddr(vs, (struct sockaddr *)uaddr, len, &key);
 	if (err)
 		return err;
 	err = vxvdex_bind_allowed(vs, &key);

@@ -7,6 +7,11 @@ Prints "ready" once bound, then, when COUNT datagrams came or TIMEOUT
 seconds passed without one, a JSON line: how many arrived intact, damaged
 (wrong size, marker or padding), or twice. With ACK, tells the sender
 "ACK n" after every ACK intact datagrams (udpsend.py --window).
+
+TIMEOUT counts from the first datagram on: before it, the sender is still
+being started (a new Python in a namespace: over 5 s in a qemu guest under
+load, when the receiver gave up and the burst met a closed port).
+FIRST_TIMEOUT only bounds a sender that never sends.
 """
 
 import json
@@ -14,6 +19,7 @@ import socket
 import sys
 
 SO_RCVBUFFORCE = 33
+FIRST_TIMEOUT = 120.0
 
 
 def main(port: int, count: int, marker: bytes, size: int, timeout: float, ack: int) -> None:
@@ -25,13 +31,14 @@ def main(port: int, count: int, marker: bytes, size: int, timeout: float, ack: i
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.bind(("::", port))
-        s.settimeout(timeout)
+        s.settimeout(max(timeout, FIRST_TIMEOUT))
         print("ready", flush=True)
         while len(seen) < count:
             try:
                 data, sender = s.recvfrom(65536)
             except TimeoutError:
                 break
+            s.settimeout(timeout)
             index = data[len(marker):len(marker) + 6]
             if (len(data) != size or not data.startswith(marker) or not index.isdigit()
                     or data[len(marker) + 6:].strip(b".")):
