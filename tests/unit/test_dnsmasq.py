@@ -10,26 +10,30 @@ from vxvdex.services import dnsmasq
 from vxvdex.services.vlans import Vlan, ula_prefix
 
 
+# Given: a package build root has no dnsmasq user (dnsmasq-base is only recommended).
+GROUP = "nogroup"
+
+
 def vlan(egress: str) -> Vlan:
     return Vlan(gid=1234, group="students", subnet=ipaddress.IPv4Network("192.0.2.0/24"),
                 prefix6=ula_prefix(1234), server="node1", egress=egress, domain="students.vx")
 
 
 def test_egress_none_announces_no_router_and_forwards_no_name() -> None:
-    args = dnsmasq.command(vlan("none"), Path("/s"))
+    args = dnsmasq.command(vlan("none"), Path("/s"), GROUP)
     assert "--no-resolv" in args and "--dhcp-option=option:router" in args
     assert "--ra-param=vde0,10,0" in args, "router lifetime 0"
     assert not any(a.startswith("--resolv-file") for a in args)
 
 
 def test_egress_nat_is_the_default_router_and_forwards() -> None:
-    args = dnsmasq.command(vlan("nat"), Path("/s"))
+    args = dnsmasq.command(vlan("nat"), Path("/s"), GROUP)
     assert "--no-resolv" not in args and "--dhcp-option=option:router" not in args
     assert "--ra-param=vde0,10" in args and "--resolv-file=/etc/resolv.conf" in args
 
 
 def test_the_vlan_alone_with_leases_in_the_state_dir() -> None:
-    args = dnsmasq.command(vlan("none"), Path("/s"))
+    args = dnsmasq.command(vlan("none"), Path("/s"), GROUP)
     assert {"--interface=vde0", "--except-interface=lo", "--bind-dynamic"} <= set(args)
     assert "--dhcp-range=192.0.2.2,192.0.2.254,255.255.255.0,12h" in args
     assert "--dhcp-leasefile=/s/leases/1234.leases" in args

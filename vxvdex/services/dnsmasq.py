@@ -46,13 +46,14 @@ def prepare_leases(state_dir: Path, gid: int) -> Path:
     return leases
 
 
-def command(vlan: Vlan, state_dir: Path) -> list[str]:
-    """dnsmasq's command line for vlan (its whole configuration)."""
+def command(vlan: Vlan, state_dir: Path, group: str | None = None) -> list[str]:
+    """dnsmasq's command line for vlan (its whole configuration); group:
+    the one dnsmasq drops to (default: the dnsmasq user's own)."""
     start, end = vlan.dhcp_range
     nat = vlan.egress == "nat"
     args = [
         DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--pid-file=", "--log-facility=-",
-        f"--user={USER}", f"--group={_group_name()}",
+        f"--user={USER}", f"--group={group or _group_name()}",
         # Only the VLAN: the tap, not lo, not the nat veth (up0).
         f"--interface={IFNAME}", "--except-interface=lo", "--bind-dynamic",
         f"--dhcp-range={start},{end},{vlan.subnet.netmask},{LEASE_TIME}",
