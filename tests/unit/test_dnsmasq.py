@@ -9,7 +9,6 @@ from pathlib import Path
 from vxvdex.services import dnsmasq
 from vxvdex.services.vlans import Vlan, ula_prefix
 
-
 # Given: a package build root has no dnsmasq user (dnsmasq-base is only recommended).
 GROUP = "nogroup"
 
